@@ -1,0 +1,1 @@
+"""ebmlab: energy-based models with MCMC and amortized samplers."""

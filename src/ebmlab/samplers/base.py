@@ -1,0 +1,308 @@
+"""The one sampler interface and the shared driver that loops, thins and calls back.
+
+Every sampler is an object built with its hyperparameters and exposes
+
+* ``init(energy, x0) -> state``: an explicit state (a dataclass) for chains ``x0``
+  of shape ``(B, *shape)``; chains live on dim 0, ``*shape`` is anything.
+* ``step(energy, state, generator=None) -> (state, info)``: one transition, with
+  a :class:`StepInfo` describing it (energy, gradient norm, acceptance).
+* ``run(energy, x0, n_steps, *, generator=None, callback=None) -> Tensor``:
+  the final states, via the shared driver :func:`drive`.
+* ``trajectory(...)``: the states every ``thin`` steps, shape ``(T, B, *shape)``.
+
+An energy is any callable (usually an ``nn.Module``) mapping ``(B, *shape)`` to
+``(B,)``; lower is more likely, the target is ``p(x) ∝ exp(-U(x))``.
+Device and dtype come from ``x0``. While a sampler runs, the energy's parameters
+are frozen (``requires_grad=False``, restored after), so no parameter gradient is
+built or left behind, and every state is detached: memory does not grow with
+``n_steps``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor, nn
+
+Energy = Callable[[Tensor], Tensor]
+Callback = Callable[[int, "SamplerState", "StepInfo"], None]
+
+
+class NonFiniteError(FloatingPointError):
+    """An energy, gradient or state became NaN or infinite."""
+
+
+@dataclass
+class SamplerState:
+    """Chain states ``x`` with the energy and gradient at ``x`` when they are known."""
+
+    x: Tensor
+    energy: Tensor | None = None
+    grad: Tensor | None = None
+    n_steps: int = 0
+
+
+@dataclass
+class StepInfo:
+    """What happened in one step, per chain.
+
+    ``energy`` and ``grad_norm`` are taken at the state the step started from;
+    ``accept_prob`` and ``accepted`` are set by Metropolis-adjusted samplers.
+    """
+
+    energy: Tensor
+    grad_norm: Tensor
+    accept_prob: Tensor | None = None
+    accepted: Tensor | None = None
+    step_size: float | None = None
+
+
+def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
+    """Return ``float(value)`` or raise ``ValueError`` naming ``name``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
+    return v
+
+
+def check_chains(x0: Tensor) -> None:
+    """Chains are a floating tensor ``(B, *shape)`` with ``B >= 1`` and finite values."""
+    if not isinstance(x0, Tensor):
+        raise ValueError(f"x0 must be a torch.Tensor, got {type(x0).__name__}")
+    if x0.dim() < 1 or x0.shape[0] == 0:
+        raise ValueError(f"x0 must have shape (n_chains >= 1, *shape), got {tuple(x0.shape)}")
+    if not x0.is_floating_point():
+        raise ValueError(f"x0 must be a floating tensor, got dtype {x0.dtype}")
+    if not torch.isfinite(x0).all():
+        raise ValueError("x0 contains NaN or infinite values")
+
+
+def _flat_norm(t: Tensor) -> Tensor:
+    return torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1)
+
+
+def clip_grad_norm(grad: Tensor, max_norm: float | None) -> Tensor:
+    """Scale each chain's gradient so its L2 norm is at most ``max_norm``."""
+    if max_norm is None:
+        return grad
+    norm = _flat_norm(grad).clamp_min(1e-30)
+    factor = (max_norm / norm).clamp(max=1.0)
+    return grad * factor.view(-1, *([1] * (grad.dim() - 1)))
+
+
+def energy_and_grad(energy: Energy, x: Tensor) -> tuple[Tensor, Tensor]:
+    """``U(x)`` of shape ``(B,)`` and ``∇ₓU(x)``, both detached."""
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        u = energy(xg)
+        if not isinstance(u, Tensor) or u.shape != (x.shape[0],):
+            shape = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
+            raise ValueError(
+                f"energy must map a batch of shape {tuple(x.shape)} to shape "
+                f"({x.shape[0]},), got {shape}"
+            )
+        (g,) = torch.autograd.grad(u.sum(), xg)
+    return u.detach(), g
+
+
+@contextlib.contextmanager
+def frozen(energy: Energy) -> Iterator[None]:
+    """Turn off ``requires_grad`` on an ``nn.Module``'s parameters, restoring it after."""
+    params = [p for p in energy.parameters() if p.requires_grad] if isinstance(
+        energy, nn.Module
+    ) else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+class Sampler:
+    """Base class: subclasses implement :meth:`init` and :meth:`step`.
+
+    Common options: ``clamp=(low, high)`` keeps states in a box (unadjusted
+    samplers clamp the new state; Metropolis samplers reject proposals outside
+    the box, which keeps them exact for the target truncated to the box), and
+    ``grad_clip`` caps each chain's gradient L2 norm (Metropolis samplers stay
+    exact since the clipped drift is used in the proposal density too).
+    """
+
+    name = "sampler"
+
+    def __init__(
+        self, *, clamp: tuple[float, float] | None = None, grad_clip: float | None = None
+    ) -> None:
+        if clamp is not None:
+            try:
+                low, high = (float(c) for c in clamp)
+            except (TypeError, ValueError):
+                raise ValueError(f"clamp must be a pair (low, high), got {clamp!r}") from None
+            if not low < high:
+                raise ValueError(f"clamp must satisfy low < high, got {clamp!r}")
+            clamp = (low, high)
+        self.clamp = clamp
+        self.grad_clip = None if grad_clip is None else check_positive("grad_clip", grad_clip)
+
+    # -- to implement -------------------------------------------------------------
+    def init(self, energy: Energy, x0: Tensor) -> SamplerState:
+        check_chains(x0)
+        return SamplerState(x=x0.detach().clone())
+
+    def step(
+        self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
+    ) -> tuple[SamplerState, StepInfo]:
+        raise NotImplementedError
+
+    # -- shared helpers ------------------------------------------------------------
+    def _grad_at(self, energy: Energy, state: SamplerState) -> tuple[Tensor, Tensor]:
+        """Energy and (clipped) gradient at ``state.x``, reusing cached values."""
+        if state.energy is None or state.grad is None:
+            u, g = energy_and_grad(energy, state.x)
+            return u, clip_grad_norm(g, self.grad_clip)
+        return state.energy, state.grad
+
+    def _inside(self, x: Tensor) -> Tensor:
+        """Per-chain flag: every coordinate of ``x`` lies in the clamp box."""
+        if self.clamp is None:
+            return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        flat = x.reshape(x.shape[0], -1)
+        return ((flat >= self.clamp[0]) & (flat <= self.clamp[1])).all(dim=1)
+
+    def _clamp_(self, x: Tensor) -> Tensor:
+        if self.clamp is not None:
+            x.clamp_(*self.clamp)
+        return x
+
+    # -- the driver ----------------------------------------------------------------
+    def run(
+        self,
+        energy: Energy,
+        x0: Tensor,
+        n_steps: int,
+        *,
+        generator: torch.Generator | None = None,
+        callback: Callback | None = None,
+    ) -> Tensor:
+        """Run ``n_steps`` transitions from ``x0``; return the final states."""
+        return drive(self, energy, x0, n_steps, generator=generator, callback=callback)[0].x
+
+    def trajectory(
+        self,
+        energy: Energy,
+        x0: Tensor,
+        n_steps: int,
+        *,
+        thin: int = 1,
+        generator: torch.Generator | None = None,
+        callback: Callback | None = None,
+    ) -> Tensor:
+        """States after every ``thin``-th step, stacked to ``(n_steps // thin, B, *shape)``."""
+        kept: list[Tensor] = []
+        drive(self, energy, x0, n_steps, generator=generator, callback=callback,
+              thin=thin, keep=kept)
+        if not kept:
+            return x0.new_empty((0, *x0.shape))
+        return torch.stack(kept)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({fields})"
+
+
+def drive(
+    sampler: Sampler,
+    energy: Energy,
+    x0: Tensor,
+    n_steps: int,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    thin: int = 1,
+    keep: list[Tensor] | None = None,
+    state: SamplerState | None = None,
+) -> tuple[SamplerState, StepInfo | None]:
+    """The loop every sampler shares: steps, non-finite checks, thinning, callbacks.
+
+    A non-finite energy or gradient raises :class:`NonFiniteError` naming the
+    step (checked every step on CPU, every 25 steps on accelerators to avoid a
+    device sync per step; the first bad step is still the one reported).
+    """
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 0:
+        raise ValueError(f"n_steps must be an integer >= 0, got {n_steps!r}")
+    if isinstance(thin, bool) or not isinstance(thin, int) or thin < 1:
+        raise ValueError(f"thin must be an integer >= 1, got {thin!r}")
+    check_chains(x0)
+    sync_every = 1 if x0.device.type == "cpu" else 25
+    info: StepInfo | None = None
+    pending: list[tuple[int, Tensor, Tensor]] = []
+    with frozen(energy):
+        if state is None:
+            state = sampler.init(energy, x0)
+        for i in range(n_steps):
+            state, info = sampler.step(energy, state, generator)
+            # Sums are finite iff every entry is (bar overflow, re-checked exactly below).
+            pending.append((i, info.energy, info.grad_norm))
+            if len(pending) >= sync_every or i + 1 == n_steps:
+                _check_finite(sampler, pending)
+                pending.clear()
+            if keep is not None and (i + 1) % thin == 0:
+                keep.append(state.x.clone())
+            if callback is not None:
+                callback(i, state, info)
+    return state, info
+
+
+def _check_finite(sampler: Sampler, pending: list[tuple[int, Tensor, Tensor]]) -> None:
+    sums = torch.stack([torch.stack((u.sum(), g.sum())) for _, u, g in pending])
+    if bool(torch.isfinite(sums).all()):
+        return
+    for i, u, g in pending:
+        bad_u, bad_g = not bool(torch.isfinite(u).all()), not bool(torch.isfinite(g).all())
+        if bad_u or bad_g:
+            what = "energy and gradient" if bad_u and bad_g else "energy" if bad_u else "gradient"
+            raise NonFiniteError(
+                f"{type(sampler).__name__}: non-finite {what} at step {i}"
+                " (lower the step size, or use clamp / grad_clip)"
+            )
+
+
+def gaussian_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard normal noise with ``x``'s shape, dtype and device."""
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+
+def uniform_like(x: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+    """``n`` uniforms on [0, 1) with ``x``'s dtype and device (for accept tests)."""
+    return torch.rand((n,), generator=generator, dtype=x.dtype, device=x.device)
+
+
+def per_chain(v: Tensor, like: Tensor) -> Tensor:
+    """Reshape a ``(B,)`` tensor to broadcast against ``like`` of shape ``(B, *shape)``."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+__all__ = [
+    "Callback",
+    "Energy",
+    "NonFiniteError",
+    "Sampler",
+    "SamplerState",
+    "StepInfo",
+    "check_positive",
+    "clip_grad_norm",
+    "drive",
+    "energy_and_grad",
+    "frozen",
+    "replace",
+]
