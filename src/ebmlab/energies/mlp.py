@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-import torch
 from torch import Tensor, nn
 
 _ACTIVATIONS = {
@@ -48,7 +46,8 @@ class MLPEnergy(nn.Module):
         layers: list[nn.Module] = []
         d_in = dim
         for _ in range(depth):
-            layers += [_maybe_sn(nn.Linear(d_in, width), spectral_norm), make_activation(activation)]
+            linear = _maybe_sn(nn.Linear(d_in, width), spectral_norm)
+            layers += [linear, make_activation(activation)]
             d_in = width
         layers.append(_maybe_sn(nn.Linear(d_in, 1), spectral_norm))
         self.net = nn.Sequential(*layers)

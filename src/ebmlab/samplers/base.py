@@ -245,14 +245,14 @@ def drive(
     check_chains(x0)
     sync_every = 1 if x0.device.type == "cpu" else 25
     info: StepInfo | None = None
-    pending: list[tuple[int, Tensor, Tensor]] = []
+    pending: list[tuple[int, StepInfo]] = []
     with frozen(energy):
         if state is None:
             state = sampler.init(energy, x0)
         for i in range(n_steps):
             state, info = sampler.step(energy, state, generator)
             # Sums are finite iff every entry is (bar overflow, re-checked exactly below).
-            pending.append((i, info.energy, info.grad_norm))
+            pending.append((i, info))
             if len(pending) >= sync_every or i + 1 == n_steps:
                 _check_finite(sampler, pending)
                 pending.clear()
@@ -263,16 +263,24 @@ def drive(
     return state, info
 
 
-def _check_finite(sampler: Sampler, pending: list[tuple[int, Tensor, Tensor]]) -> None:
-    sums = torch.stack([torch.stack((u.sum(), g.sum())) for _, u, g in pending])
+def _watched(info: StepInfo) -> dict[str, Tensor]:
+    out = {"energy": info.energy, "gradient": info.grad_norm}
+    if info.accept_prob is not None:
+        out["proposal energy or gradient"] = info.accept_prob
+    return out
+
+
+def _check_finite(sampler: Sampler, pending: list[tuple[int, StepInfo]]) -> None:
+    """Raise on the first step whose energy, gradient or acceptance is not finite."""
+    # Sums are finite iff every entry is (bar overflow, which the exact pass below forgives).
+    sums = torch.stack([t.sum() for _, info in pending for t in _watched(info).values()])
     if bool(torch.isfinite(sums).all()):
         return
-    for i, u, g in pending:
-        bad_u, bad_g = not bool(torch.isfinite(u).all()), not bool(torch.isfinite(g).all())
-        if bad_u or bad_g:
-            what = "energy and gradient" if bad_u and bad_g else "energy" if bad_u else "gradient"
+    for i, info in pending:
+        bad = [k for k, t in _watched(info).items() if not bool(torch.isfinite(t).all())]
+        if bad:
             raise NonFiniteError(
-                f"{type(sampler).__name__}: non-finite {what} at step {i}"
+                f"{type(sampler).__name__}: non-finite {' and '.join(bad)} at step {i}"
                 " (lower the step size, or use clamp / grad_clip)"
             )
 

@@ -1,0 +1,248 @@
+"""PNG figures for 2-D energies, samples, chains and diagnostics traces.
+
+Every function takes an output ``path`` (parent folders are created), writes a PNG
+and returns the path as a :class:`~pathlib.Path`. Figures are built with the
+object-oriented matplotlib API on an Agg canvas (never through ``pyplot``), so no
+GUI backend is touched, no global figure registry grows, and each figure is
+released when the function returns. Points may be torch tensors or numpy arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from ebmlab.evaluate.exact2d import BoundsLike, Box, as_box, bounds_from_points, grid_log_density
+
+ArrayLike = Tensor | np.ndarray
+PathLike = str | os.PathLike[str]
+DPI = 120
+
+
+def _np(x: ArrayLike | list | tuple, name: str) -> np.ndarray:
+    if isinstance(x, Tensor):
+        return x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _points(x: ArrayLike, name: str) -> np.ndarray:
+    a = _np(x, name)
+    if a.ndim != 2 or a.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (N, 2), got {a.shape}")
+    return a
+
+
+def _box(bounds: BoundsLike | None, *points: np.ndarray | None, pad: float = 0.1) -> Box:
+    if bounds is not None:
+        return as_box(bounds)
+    given = [p for p in points if p is not None and len(p)]
+    if not given:
+        raise ValueError("bounds are required when there are no points to derive them from")
+    return bounds_from_points(*given, pad=pad)
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: PathLike) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.savefig(out, format="png", dpi=DPI)
+    finally:
+        fig.clear()
+    return out
+
+
+def _style_2d(ax: Axes, box: Box, title: str | None) -> None:
+    (a, b), (c, d) = box
+    ax.set_xlim(a, b)
+    ax.set_ylim(c, d)
+    ax.set_aspect("equal")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    if title:
+        ax.set_title(title)
+
+
+def _outside(p: np.ndarray, box: Box) -> int:
+    (a, b), (c, d) = box
+    inside = (p[:, 0] >= a) & (p[:, 0] <= b) & (p[:, 1] >= c) & (p[:, 1] <= d)
+    return int((~inside).sum())
+
+
+def _scatter(ax: Axes, p: np.ndarray, box: Box, label: str, color: str,
+             edge: str | None = None) -> None:
+    n = len(p)
+    size = float(np.clip(3000.0 / max(n, 1), 1.0, 16.0))
+    alpha = float(np.clip(300.0 / max(n, 1) ** 0.75, 0.25, 0.9))
+    k = _outside(p, box)
+    if k:
+        label = f"{label} ({k} outside view)"
+    ax.scatter(p[:, 0], p[:, 1], s=size, c=color, alpha=alpha, linewidths=0.3 if edge else 0,
+               edgecolors=edge, label=f"{label}, n={n}", rasterized=True)
+
+
+def _legend(ax: Axes, markerscale: float = 2.0) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        leg = ax.legend(loc="upper right", fontsize="small", markerscale=markerscale,
+                        framealpha=0.85)
+        for h in leg.legend_handles:
+            if h is not None and hasattr(h, "set_alpha"):
+                h.set_alpha(1.0)
+
+
+def plot_density(
+    energy: Callable[[Tensor], Tensor],
+    path: PathLike,
+    bounds: BoundsLike | None = None,
+    n_grid: int = 200,
+    samples: ArrayLike | None = None,
+    data: ArrayLike | None = None,
+    title: str | None = None,
+) -> Path:
+    """Heatmap of the normalised model density ``exp(−U)/Z`` (``Z`` by quadrature on the
+    plotted grid), with optional ``data`` and ``samples`` scattered over it."""
+    s = None if samples is None else _points(samples, "samples")
+    d = None if data is None else _points(data, "data")
+    box = _box(bounds, s, d, pad=0.1)
+    xs, ys, log_p, part = grid_log_density(energy, box, n_grid)
+    dens = np.exp(log_p.numpy())
+    fig = _new_figure(6.0, 5.0)
+    ax = fig.add_subplot()
+    (a, b), (c, e) = box
+    im = ax.imshow(dens, origin="lower", extent=(a, b, c, e), cmap="viridis",
+                   interpolation="nearest", aspect="equal")
+    fig.colorbar(im, ax=ax, label=r"$p_\theta(x) = e^{-U(x)}/Z$", shrink=0.9)
+    if d is not None:
+        _scatter(ax, d, box, "data", "white", edge="black")
+    if s is not None:
+        _scatter(ax, s, box, "samples", "tab:red")
+    _style_2d(ax, box, title or f"model density (log Z = {part.log_z:.4g})")
+    _legend(ax)
+    return _save(fig, path)
+
+
+def plot_samples(
+    samples: ArrayLike,
+    path: PathLike,
+    data: ArrayLike | None = None,
+    bounds: BoundsLike | None = None,
+    title: str | None = None,
+) -> Path:
+    """Scatter of ``samples`` over ``data`` (grey)."""
+    s = _points(samples, "samples")
+    d = None if data is None else _points(data, "data")
+    box = _box(bounds, s, d, pad=0.1)
+    fig = _new_figure(5.5, 5.0)
+    ax = fig.add_subplot()
+    if d is not None:
+        _scatter(ax, d, box, "data", "0.55")
+    _scatter(ax, s, box, "samples", "tab:blue")
+    ax.grid(True, lw=0.3, alpha=0.5)
+    _style_2d(ax, box, title or "samples")
+    _legend(ax)
+    return _save(fig, path)
+
+
+def plot_trajectories(
+    traj: ArrayLike,
+    path: PathLike,
+    energy: Callable[[Tensor], Tensor] | None = None,
+    bounds: BoundsLike | None = None,
+    n_show: int = 10,
+    title: str | None = None,
+    n_grid: int = 150,
+) -> Path:
+    """Paths of the first ``n_show`` chains of ``traj`` ``(T, B, 2)`` (○ start, ★ end),
+    over filled contours of the model log-density when ``energy`` is given."""
+    t = _np(traj, "traj")
+    if t.ndim != 3 or t.shape[2] != 2 or t.shape[0] == 0 or t.shape[1] == 0:
+        raise ValueError(f"traj must have shape (T >= 1, B >= 1, 2), got {t.shape}")
+    if isinstance(n_show, bool) or not isinstance(n_show, int) or n_show < 1:
+        raise ValueError(f"n_show must be an integer >= 1, got {n_show!r}")
+    shown = t[:, :n_show]
+    box = _box(bounds, shown.reshape(-1, 2), pad=0.1)
+    fig = _new_figure(6.0, 5.0)
+    ax = fig.add_subplot()
+    if energy is not None:
+        xs, ys, log_p, _ = grid_log_density(energy, box, n_grid)
+        lp = log_p.numpy()
+        finite = lp[np.isfinite(lp)]
+        top = math.ceil(float(finite.max())) if finite.size else 0.0
+        levels = np.linspace(top - 12.0, top, 13)
+        cs = ax.contourf(xs.numpy(), ys.numpy(), np.maximum(lp, top - 12.0), levels=levels,
+                         cmap="Greys", alpha=0.8)
+        fig.colorbar(cs, ax=ax, label=r"$\log p_\theta(x)$", shrink=0.9)
+    colors = [f"C{i % 10}" for i in range(shown.shape[1])]
+    for i in range(shown.shape[1]):
+        path_i = shown[:, i]
+        ax.plot(path_i[:, 0], path_i[:, 1], "-", lw=0.8, alpha=0.85, color=colors[i])
+        ax.plot(*path_i[0], "o", ms=4, color=colors[i], mec="black", mew=0.5)
+        ax.plot(*path_i[-1], "*", ms=8, color=colors[i], mec="black", mew=0.5)
+    ax.plot([], [], "o", ms=4, color="0.5", mec="black", label="start")
+    ax.plot([], [], "*", ms=8, color="0.5", mec="black", label="end")
+    _style_2d(ax, box, title or f"{shown.shape[1]} of {t.shape[1]} chains, {t.shape[0]} states")
+    _legend(ax, markerscale=1.0)
+    return _save(fig, path)
+
+
+def plot_traces(
+    traces: Mapping[str, ArrayLike],
+    path: PathLike,
+    title: str | None = None,
+) -> Path:
+    """One panel per named trace (e.g. energy, grad norm, acceptance) against the step.
+
+    A 1-D trace is drawn as is; a 2-D ``(T, B)`` trace as the mean over chains with a
+    10–90% band.
+    """
+    if not traces:
+        raise ValueError("traces is empty")
+    arrays = {}
+    for name, v in traces.items():
+        a = _np(v, name)
+        if a.ndim not in (1, 2) or a.shape[0] == 0:
+            raise ValueError(f"trace {name!r} must have shape (T,) or (T, B), got {a.shape}")
+        arrays[name] = a
+    n = len(arrays)
+    cols = 1 if n <= 3 else 2
+    rows = math.ceil(n / cols)
+    fig = _new_figure(5.0 * cols, 2.0 * rows + 0.4)
+    axes = fig.subplots(rows, cols, sharex=True, squeeze=False).reshape(-1)
+    for ax, (name, a) in zip(axes, arrays.items(), strict=False):
+        steps = np.arange(a.shape[0])
+        if a.ndim == 1:
+            ax.plot(steps, a, lw=0.9, color="tab:blue")
+        else:
+            with np.errstate(all="ignore"):
+                lo, hi = np.nanquantile(a, [0.1, 0.9], axis=1)
+                mean = np.nanmean(a, axis=1)
+            ax.fill_between(steps, lo, hi, color="tab:blue", alpha=0.25, lw=0,
+                            label="10–90% of chains")
+            ax.plot(steps, mean, lw=0.9, color="tab:blue", label="mean")
+            ax.legend(fontsize="x-small", loc="best")
+        ax.set_ylabel(name)
+        ax.grid(True, lw=0.3, alpha=0.5)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    for ax in axes[max(0, n - cols):n]:
+        ax.set_xlabel("step")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+__all__ = ["plot_density", "plot_samples", "plot_traces", "plot_trajectories"]

@@ -1,0 +1,209 @@
+"""Diagnostics: ESS, split-R̂ and MCSE against known answers; acceptance; trace recorder."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ebmlab.diagnostics import (
+    TraceRecorder,
+    acceptance_rate,
+    effective_sample_size,
+    mcse_mean,
+    split_rhat,
+    summarize,
+)
+from ebmlab.energies import Gaussian
+from ebmlab.samplers import MALA, Langevin, StepInfo
+
+
+def ar1(rho: float, n: int, m: int, seed: int = 0, d: int = 1) -> np.ndarray:
+    """Stationary AR(1) chains ``x_t = ρ x_{t−1} + ε_t``, shape (n, m, d)."""
+    rng = np.random.default_rng(seed)
+    eps = rng.standard_normal((n, m, d))
+    x = np.empty((n, m, d))
+    x[0] = eps[0] / math.sqrt(1 - rho**2)
+    for t in range(1, n):
+        x[t] = rho * x[t - 1] + eps[t]
+    return x
+
+
+# -- ESS ---------------------------------------------------------------------------------
+
+
+def test_ess_iid_is_total_draws():
+    x = np.random.default_rng(0).standard_normal((1000, 100, 2))
+    ess = effective_sample_size(x)
+    assert ess.shape == (2,)
+    assert np.all(np.abs(ess / 100_000 - 1) < 0.1), ess
+
+
+@pytest.mark.parametrize("rho", [0.5, 0.8, -0.3])
+def test_ess_ar1(rho):
+    n, m = 2000, 50
+    x = ar1(rho, n, m, seed=1, d=3)
+    expected = n * m * (1 - rho) / (1 + rho)
+    for split in (True, False):
+        ess = effective_sample_size(x, split=split)
+        assert np.all(np.abs(ess / expected - 1) < 0.15), (ess, expected)
+
+
+def test_ess_shapes_and_inputs():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((200, 4, 3, 2))
+    ess = effective_sample_size(x)
+    assert ess.shape == (3, 2)
+    t = torch.from_numpy(x).float()
+    np.testing.assert_allclose(effective_sample_size(t), effective_sample_size(t.numpy()))
+    assert effective_sample_size(x[:, :, 0, 0]).shape == ()  # (n, chains)
+    single = effective_sample_size(rng.standard_normal(4000))  # one chain
+    assert single.shape == () and abs(float(single) / 4000 - 1) < 0.2
+    # Columns are independent: blocks over dims give the per-dim answer.
+    np.testing.assert_allclose(ess[1, 0], effective_sample_size(x[:, :, 1, 0]))
+
+
+def test_ess_stuck_chains_and_constant():
+    # Two groups of chains at different means: the between-chain variance kills the ESS.
+    x = np.random.default_rng(3).standard_normal((500, 8, 1))
+    x[:, :4] += 3.0
+    assert effective_sample_size(x)[0] < 100
+    assert np.isnan(effective_sample_size(np.ones((10, 2))))
+
+
+@pytest.mark.parametrize(
+    ("x", "match"),
+    [(np.zeros(()), "shape"), (np.zeros((3, 2)), "n_draws"),
+     (np.array([[0.0], [1.0], [np.nan], [2.0]]), "NaN")],
+)
+def test_ess_bad_input(x, match):
+    with pytest.raises(ValueError, match=match):
+        effective_sample_size(x)
+
+
+# -- split-R̂ and MCSE ---------------------------------------------------------------------
+
+
+def test_rhat_iid_near_one():
+    x = np.random.default_rng(4).standard_normal((1000, 100, 2))
+    r = split_rhat(x)
+    assert r.shape == (2,) and np.all(np.abs(r - 1) < 0.01)
+
+
+def test_rhat_detects_disagreeing_chains():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((500, 4, 2))
+    x[:, :, 0] += np.arange(4)  # chains centred at 0, 1, 2, 3
+    x[:, :, 1] += np.linspace(0, 4, 500)[:, None]  # same drift in every chain
+    r = split_rhat(x)
+    assert r[0] > 1.1
+    assert r[1] > 1.1  # only the split exposes a common drift
+
+
+def test_mcse_mean():
+    iid = np.random.default_rng(6).standard_normal((1000, 100, 2))
+    np.testing.assert_allclose(mcse_mean(iid), 1 / math.sqrt(100_000), rtol=0.1)
+    rho, n, m = 0.7, 2000, 20
+    x = ar1(rho, n, m, seed=7)
+    sd = 1 / math.sqrt(1 - rho**2)
+    expected = sd * math.sqrt((1 + rho) / ((1 - rho) * n * m))
+    np.testing.assert_allclose(mcse_mean(x), expected, rtol=0.12)
+    s = summarize(x)
+    assert set(s) == {"mean", "sd", "mcse", "ess", "rhat"}
+    assert abs(float(s["mean"][0])) < 5 * float(s["mcse"][0])
+
+
+def test_mala_trajectory_mean_within_mcse():
+    """The intended use: a sampler's trajectory against the truth in units of MCSE."""
+    g = torch.Generator().manual_seed(0)
+    target = Gaussian([1.0, -2.0], [[1.0, 0.5], [0.5, 2.0]])
+    x0 = target.sample(50, generator=g)
+    traj = MALA(0.4).trajectory(target, x0, 400, generator=g)
+    s = summarize(traj)
+    assert np.all(np.abs(s["mean"] - np.array([1.0, -2.0])) < 5 * s["mcse"])
+    assert np.all(s["rhat"] < 1.05)
+    assert np.all(s["ess"] < 400 * 50)  # correlated draws
+
+
+# -- acceptance ------------------------------------------------------------------------------
+
+
+def test_acceptance_rate_inputs():
+    acc = torch.tensor([True, False, True, True])
+    assert acceptance_rate(acc) == 0.75
+    assert acceptance_rate([acc, ~acc]) == 0.5
+    assert acceptance_rate(np.array([[0.2, 0.4], [0.6, 0.8]])) == pytest.approx(0.5)
+    np.testing.assert_allclose(acceptance_rate([acc, acc], per_chain=True), [1, 0, 1, 1])
+    infos = [StepInfo(energy=torch.zeros(2), grad_norm=torch.zeros(2),
+                      accept_prob=torch.tensor([0.5, 1.0]), accepted=torch.tensor([True, True]))]
+    assert acceptance_rate(infos) == 0.75  # the probabilities, not the coin flips
+    assert acceptance_rate(infos[0]) == 0.75
+    only_flags = StepInfo(energy=torch.zeros(2), grad_norm=torch.zeros(2),
+                          accepted=torch.tensor([True, False]))
+    assert acceptance_rate([only_flags]) == 0.5
+
+
+def test_acceptance_rate_errors():
+    unadjusted = StepInfo(energy=torch.zeros(2), grad_norm=torch.zeros(2))
+    with pytest.raises(ValueError, match="acceptance"):
+        acceptance_rate([unadjusted])
+    with pytest.raises(ValueError, match="empty"):
+        acceptance_rate([])
+    with pytest.raises(ValueError, match="per_chain"):
+        acceptance_rate([torch.ones(2), torch.ones(3)], per_chain=True)
+
+
+# -- TraceRecorder -----------------------------------------------------------------------------
+
+
+def test_trace_recorder_with_mala():
+    g = torch.Generator().manual_seed(1)
+    energy = Gaussian([0.0, 0.0])
+    x0 = torch.randn(64, 2, generator=g, dtype=torch.float64) * 3
+    rec = TraceRecorder(keep_chains=3)
+    MALA(0.3).run(energy, x0, 100, generator=g, callback=rec)
+    d = rec.as_dict()
+    assert len(rec) == 100
+    np.testing.assert_array_equal(d["step"], np.arange(100))
+    for key in ("energy", "grad_norm", "accept_prob", "step_size"):
+        assert d[key].shape == (100,) and d[key].dtype == np.float64
+    assert 0 < d["accept_prob"].mean() < 1 and 0 < rec.acceptance_rate() < 1
+    assert d["energy"][:5].mean() > d["energy"][-20:].mean()  # started over-dispersed
+    assert d["states"].shape == (100, 3, 2)
+    # The kept states are the trajectory of the first chains.
+    g2 = torch.Generator().manual_seed(1)
+    torch.randn(64, 2, generator=g2, dtype=torch.float64)  # the draw of x0 above
+    traj = MALA(0.3).trajectory(energy, x0, 100, generator=g2)
+    np.testing.assert_allclose(d["states"], traj[:, :3].numpy())
+    # r_t = s · mean grad norm, from the given or the recorded step size.
+    assert rec.r_t(0.3) == pytest.approx(0.3 * d["grad_norm"].mean())
+    assert rec.r_t() == pytest.approx(rec.r_t(0.3))
+
+
+def test_trace_recorder_every_reset_and_unadjusted():
+    g = torch.Generator().manual_seed(2)
+    energy = Gaussian([0.0, 0.0])
+    rec = TraceRecorder(every=10)
+    x0 = torch.randn(16, 2, generator=g, dtype=torch.float64)
+    Langevin(0.05).run(energy, x0, 95, generator=g, callback=rec)
+    d = rec.as_dict()
+    np.testing.assert_array_equal(d["step"], np.arange(0, 95, 10))
+    assert "accept_prob" not in d and "states" not in d
+    with pytest.raises(ValueError, match="acceptance"):
+        rec.acceptance_rate()
+    assert rec.r_t(0.05) > 0
+    rec.reset()
+    assert len(rec) == 0 and rec.as_dict()["energy"].shape == (0,)
+    with pytest.raises(ValueError, match="recorded"):
+        rec.r_t(0.1)
+    with pytest.raises(ValueError, match="every"):
+        TraceRecorder(every=0)
+    with pytest.raises(ValueError, match="keep_chains"):
+        TraceRecorder(keep_chains=-1)
+    rec(0, None, StepInfo(energy=torch.zeros(2), grad_norm=torch.ones(2)))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="step_size"):
+        rec.r_t()
+    with pytest.raises(ValueError, match="step_size"):
+        rec.r_t(-1.0)

@@ -1,0 +1,193 @@
+"""Samplers against exact answers, float64, tolerances in Monte-Carlo standard errors.
+
+Final states of many independent chains are i.i.d. draws of each chain's law,
+so the standard error of any average is its sample sd over √n_chains.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ebmlab.energies import Gaussian, GaussianMixture
+from ebmlab.samplers import HMC, MALA, SVGD, AniLA, Langevin, UnderdampedLangevin, drive
+
+Z = 4.5  # a few standard errors; many comparisons run per test
+COV = [[1.0, 0.8], [0.8, 1.0]]
+MIX = GaussianMixture([[-2.0, 0.0], [2.0, 1.0]], stds=[0.7, 1.0], weights=[0.3, 0.7])
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def mixture_moments(m: GaussianMixture) -> tuple[torch.Tensor, torch.Tensor]:
+    w, mu, sd = m.log_weights.exp(), m.means, m.stds
+    mean = (w[:, None] * mu).sum(0)
+    second = sum(w[k] * (sd[k] ** 2 * torch.eye(2, dtype=torch.float64) + torch.outer(mu[k], mu[k]))
+                 for k in range(len(w)))
+    return mean, second - torch.outer(mean, mean)
+
+
+def mc_error(samples: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """|mean(samples) − truth| in units of its standard error (elementwise)."""
+    n = samples.shape[0]
+    return (samples.mean(0) - truth).abs() / (samples.std(0) / math.sqrt(n))
+
+
+def moment_errors(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+    """Errors of the mean and of the covariance entries, in standard errors."""
+    c = x - mean
+    prods = (c[:, :, None] * c[:, None, :]).reshape(x.shape[0], -1)
+    return torch.cat((mc_error(x, mean), mc_error(prods, cov.reshape(-1))))
+
+
+def assert_moments(x, mean, cov):
+    err = moment_errors(x, mean, cov)
+    assert err.max() < Z, f"moments off by {err.max():.1f} standard errors: {err.tolist()}"
+
+
+@pytest.mark.parametrize(
+    "sampler, steps",
+    [(MALA(0.3), 150), (HMC(0.25, n_leapfrog=8), 40)],
+    ids=["mala", "hmc"],
+)
+def test_exact_samplers_correlated_gaussian_from_overdispersed_start(sampler, steps):
+    target = Gaussian([1.0, -1.0], COV)
+    x0 = 3.0 * torch.randn(4000, 2, dtype=torch.float64, generator=gen(1))
+    x = sampler.run(target, x0, steps, generator=gen(2))
+    assert_moments(x, target.mean, target.cov)
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [MALA(0.8), HMC(1.0, n_leapfrog=4), HMC(1.0, n_leapfrog=4, mass=torch.tensor([1.0, 2.0]))],
+    ids=["mala", "hmc", "hmc_mass"],
+)
+def test_exact_samplers_keep_a_gaussian_mixture_invariant(sampler):
+    # Started exactly at the target, an exact kernel leaves the law unchanged at any step size;
+    # a large step (low acceptance) makes any error in the acceptance ratio visible.
+    x0 = MIX.sample(6000, generator=gen(3))
+    accepts = []
+    x = sampler.run(MIX, x0, 40, generator=gen(4),
+                    callback=lambda i, s, info: accepts.append(info.accept_prob.mean().item()))
+    assert 0.2 < np.mean(accepts) < 0.95
+    assert_moments(x, *mixture_moments(MIX))
+
+
+def test_mala_detects_its_own_bias_correction():
+    """The same proposal without the accept step (ULA at s=0.8) is visibly biased."""
+    x0 = MIX.sample(6000, generator=gen(3))
+    x = Langevin(0.8).run(MIX, x0, 40, generator=gen(4))
+    assert moment_errors(x, *mixture_moments(MIX)).max() > 2 * Z
+
+
+def ula_stationary_cov(cov: torch.Tensor, s: float) -> torch.Tensor:
+    """ULA on N(μ, Σ) is a Gaussian AR(1); per eigen-variance λ its variance is λ/(1 − s/(2λ))."""
+    lam, q = torch.linalg.eigh(cov)
+    return q @ torch.diag(lam / (1 - s / (2 * lam))) @ q.T
+
+
+def test_ula_stationary_covariance_is_the_exact_ula_value():
+    target = Gaussian([0.5, 0.0], [[1.0, 0.3], [0.3, 0.5]])
+    s = 0.1
+    x0 = target.sample(8000, generator=gen(5))
+    x = Langevin(s).run(target, x0, 150, generator=gen(6))
+    assert_moments(x, target.mean, ula_stationary_cov(target.cov, s))
+    # ... and that bias is real: the exact covariance is rejected.
+    assert moment_errors(x, target.mean, target.cov).max() > Z
+
+
+def test_ula_tempered_targets_temperature():
+    """noise_scale σ gives exp(−U/T), T = σ²/(2s): on N(0, 1) the variance is T/(1 − s/(2T))."""
+    s, sigma = 0.01, 0.1  # T = 0.5
+    x0 = torch.randn(8000, 1, dtype=torch.float64, generator=gen(7)) * math.sqrt(0.5)
+    x = Langevin(s, noise_scale=sigma).run(Gaussian([0.0]), x0, 300, generator=gen(8))
+    T = sigma**2 / (2 * s)
+    assert mc_error(x.square(), torch.tensor([T / (1 - s / 2)], dtype=torch.float64)) < Z
+
+
+def test_underdamped_matches_mixture_at_small_step_and_is_biased_at_large_step():
+    exact = mixture_moments(MIX)
+    x0 = MIX.sample(6000, generator=gen(9))
+    small = UnderdampedLangevin(0.1, friction=2.0).run(MIX, x0, 100, generator=gen(10))
+    assert_moments(small, *exact)
+    large = UnderdampedLangevin(1.35, friction=2.0).run(MIX, x0, 100, generator=gen(10))
+    assert moment_errors(large, *exact).max() > Z
+
+
+def test_underdamped_converges_from_far_start():
+    target = Gaussian([1.0, -1.0], COV)
+    x0 = torch.full((4000, 2), 5.0, dtype=torch.float64)
+    x = UnderdampedLangevin(0.2, friction=1.0).run(target, x0, 300, generator=gen(11))
+    assert_moments(x, target.mean, target.cov)
+
+
+def radial_tilted_moment(b: float) -> float:
+    """E‖x‖² under p_b ∝ exp(−‖x‖²/2)·max(b, ‖x‖)/b in 2-D (AniLA-norm's s → 0 limit)."""
+    r = np.linspace(0.0, 12.0, 200_001)
+    w = r * np.exp(-0.5 * r**2) * np.maximum(b, r)
+    return float(np.trapezoid(r**2 * w, r) / np.trapezoid(w, r))
+
+
+def coordinate_tilted_moment(b: float) -> float:
+    """E x² under p_b ∝ exp(−x²/2)·max(b, |x|) in 1-D (AniLA-elementwise on a product target)."""
+    x = np.linspace(-12.0, 12.0, 400_001)
+    w = np.exp(-0.5 * x**2) * np.maximum(b, np.abs(x))
+    return float(np.trapezoid(x**2 * w, x) / np.trapezoid(w, x))
+
+
+@pytest.mark.parametrize("mode", ["norm", "elementwise"])
+def test_anila_converges_to_its_small_step_limit(mode):
+    target = Gaussian([0.0, 0.0])
+    x0 = target.sample(6000, generator=gen(12))
+    b = 1.0
+    x = AniLA(0.01, threshold=b, mode=mode).run(target, x0, 500, generator=gen(13))
+    if mode == "norm":
+        stat, exact = x.square().sum(1, keepdim=True), radial_tilted_moment(b)
+        assert exact > 2.1  # the tilt is large enough to be seen...
+    else:
+        stat, exact = x.square(), coordinate_tilted_moment(b)
+    assert mc_error(stat, torch.tensor([exact], dtype=torch.float64)).max() < Z
+    assert mc_error(stat, torch.tensor([2.0 if mode == "norm" else 1.0],
+                                       dtype=torch.float64)).max() > Z  # ...and it is
+
+
+def test_anila_with_inactive_threshold_converges_to_target_as_step_shrinks():
+    target = Gaussian([0.0, 0.0])
+    x0 = target.sample(6000, generator=gen(14))
+    truth = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    coarse = AniLA(0.3, threshold=50.0).run(target, x0, 100, generator=gen(15))
+    fine = AniLA(0.01, threshold=50.0).run(target, x0, 500, generator=gen(15))
+    assert mc_error(coarse.square(), truth).max() > Z
+    assert mc_error(fine.square(), truth).max() < Z
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_svgd_particles_match_gaussian_moments(normalize):
+    target = Gaussian([1.0, -1.0], COV)
+    x0 = torch.randn(200, 2, dtype=torch.float64, generator=gen(16))
+    x = SVGD(0.3 if normalize else 0.2, normalize=normalize).run(target, x0, 500)
+    assert (x.mean(0) - target.mean).abs().max() < 0.05
+    rel = (torch.cov(x.T) - target.cov).abs() / target.cov.diagonal().max()
+    assert rel.max() < 0.1
+
+
+@pytest.mark.parametrize("sampler, target_accept", [(MALA(2.0, adapt_steps=300), 0.574),
+                                                    (HMC(1.0, 5, adapt_steps=300), 0.65)],
+                         ids=["mala", "hmc"])
+def test_dual_averaging_reaches_target_acceptance(sampler, target_accept):
+    # A mixture, not a Gaussian: HMC's acceptance on a Gaussian is not monotone in the step
+    # (leapfrog resonances), which no step-size controller can be expected to follow.
+    target = MIX
+    x0 = target.sample(500, generator=gen(17))
+    state, _ = drive(sampler, target, x0, 300, generator=gen(18))
+    frozen = state.step_size
+    accepts = []
+    drive(sampler, target, state.x, 200, generator=gen(19), state=state,
+          callback=lambda i, s, info: accepts.append(info.accept_prob.mean().item()))
+    assert state.step_size == frozen  # adaptation is over: the kernel is exact again
+    assert abs(np.mean(accepts) - target_accept) < 0.06
