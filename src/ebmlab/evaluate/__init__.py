@@ -1,4 +1,4 @@
-"""Evaluation of energies: exact quadrature in 2-D (log Z, NLL, KL to the data)."""
+"""Evaluation: exact quadrature in 2-D (log Z, NLL, KL to the data) and sample MMD."""
 
 from ebmlab.evaluate.exact2d import (
     DEFAULT_N_GRID,
@@ -11,6 +11,7 @@ from ebmlab.evaluate.exact2d import (
     log_partition,
     nll,
 )
+from ebmlab.evaluate.mmd import mmd2
 
 __all__ = [
     "DEFAULT_N_GRID",
@@ -21,5 +22,6 @@ __all__ = [
     "kl_divergence",
     "log_density",
     "log_partition",
+    "mmd2",
     "nll",
 ]
