@@ -1,10 +1,16 @@
 """The ``ebmlab`` command.
 
-``ebmlab sample``: draw samples from a built-in 2-D target with a chosen sampler;
-writes ``samples.npy``, ``samples.png`` (samples over the exact density),
-``traces.png`` (energy / gradient norm / acceptance per step) and
-``summary.json``, and prints the summary (acceptance, MMD to exact samples,
-mean energy against its exact value).
+* ``ebmlab train [--config F.toml] [--set section.key=value ...] [--out DIR]``
+  trains (the built-in default with no arguments) and prints the final summary,
+  including the exact KL for 2-D data with a known density;
+  ``ebmlab train --resume DIR`` continues a run from its last checkpoint.
+* ``ebmlab sample``: samples a built-in 2-D target with a chosen sampler
+  (``samples.npy``, ``samples.png`` over the exact density, ``traces.png``,
+  ``summary.json``); ``ebmlab sample --run DIR`` samples a trained model.
+* ``ebmlab eval --run DIR`` prints the run's exact metrics as JSON.
+* ``ebmlab plot --run DIR`` redraws the run's figures.
+
+Bad input is one line on stderr naming the problem, exit code 2, nothing written.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import numpy as np
 import torch
 
 from ebmlab.chains import NoiseInit
+from ebmlab.config import ConfigError, load_config
 from ebmlab.data.toy2d import toy_bounds, toy_target
 from ebmlab.diagnostics import TraceRecorder
 from ebmlab.energies import AnalyticEnergy, Gaussian
@@ -29,6 +36,7 @@ from ebmlab.evaluate import mmd2
 from ebmlab.evaluate.exact2d import grid_log_density
 from ebmlab.plots import plot_density, plot_traces
 from ebmlab.samplers import SAMPLERS, NonFiniteError, make_sampler
+from ebmlab.train import TrainingError
 
 TARGETS = ("rings", "8gaussians", "25gaussians", "gaussian")
 
@@ -43,8 +51,7 @@ SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class UsageError(Exception):
-    """A bad command-line value: reported as one line, exit code 2."""
+UsageError = ConfigError  # a bad command-line value: one line, exit code 2
 
 
 def make_target(name: str) -> tuple[AnalyticEnergy, tuple[float, float]]:
@@ -94,6 +101,8 @@ def expected_energy(target: AnalyticEnergy, box: tuple) -> float:
 
 
 def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
+    if args.run is not None:
+        return sample_run(args)
     if args.sampler not in SAMPLERS:
         raise UsageError(f"--sampler must be one of {', '.join(sorted(SAMPLERS))}; "
                          f"got {args.sampler!r}")
@@ -151,16 +160,101 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def sample_run(args: argparse.Namespace) -> dict[str, Any]:
+    """Samples of a trained run: its sampler from its noise initialisation."""
+    from ebmlab.run import Run
+
+    run = Run(args.run)
+    if args.chains < 1:
+        raise UsageError(f"--chains must be >= 1, got {args.chains}")
+    out = fresh_dir(args.out, str(Path(args.run) / "sample"))
+    steps = args.steps if args.steps_given else run.config.method.n_steps
+    x = run.sample(args.chains, n_steps=steps, seed=args.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "samples.npy", x.cpu().numpy())
+    summary: dict[str, Any] = {"run": str(run.path), "iteration": run.iteration,
+                               "chains": args.chains, "steps": steps, "out": str(out)}
+    if x.shape[1] == 2:
+        plot_density(run.energy_x, out / "samples.png", bounds=run.trainer.data.bounds,
+                     samples=x.cpu(), title=f"{steps} sampler steps from noise")
+    return summary
+
+
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from ebmlab.experiment import RunConfig
+    from ebmlab.run import load_run_config
+    from ebmlab.train import resume_run, start_run
+
+    if args.resume is not None:
+        if args.config is not None or args.out is not None:
+            raise UsageError("--resume takes the run's own config and folder; "
+                             "drop --config / --out (use --set to change values)")
+        folder = Path(args.resume)
+        if not folder.is_dir():
+            raise UsageError(f"--resume {folder}: no such run directory")
+        trainer = resume_run(load_run_config(folder, args.set), folder)
+    else:
+        cfg = load_config(RunConfig, path=args.config, overrides=args.set)
+        default = f"runs/{cfg.data.name}-{cfg.method.name}-{cfg.sampler.name}"
+        out = Path(args.out) if args.out is not None else fresh_dir(None, default)
+        trainer = start_run(cfg, out)
+    print(f"ebmlab train: run directory {trainer.out} (iteration {trainer.iteration} of "
+          f"{trainer.cfg.train.iterations})", file=sys.stderr)
+    summary = trainer.fit()
+    summary["out"] = str(trainer.out)
+    if "kl" in summary:
+        print(f"exact KL(p_data || p_model) = {summary['kl']:.4f} nats", file=sys.stderr)
+    return summary
+
+
+def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
+    from ebmlab.run import Run
+
+    run = Run(args.run)
+    return {"run": str(run.path), **run.trainer.evaluate()}
+
+
+def cmd_plot(args: argparse.Namespace) -> dict[str, Any]:
+    from ebmlab.plot_run import plot_run
+    from ebmlab.run import Run
+
+    run = Run(args.run)
+    written = plot_run(run.path, run.trainer)
+    return {"run": str(run.path), "plots": [str(p) for p in written]}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ebmlab", description="Energy-based models with MCMC and amortized samplers."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("sample", help="sample a built-in 2-D target and plot the samples",
-                       description="Sample a built-in 2-D target with exact density.")
+    t = sub.add_parser("train", help="train an EBM (the built-in default with no arguments)",
+                       description="Train an energy-based model from a TOML config.")
+    t.add_argument("--config", default=None, help="TOML file with [data] [model] [sampler] "
+                   "[method] [train] sections (see configs/)")
+    t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value (repeatable), e.g. --set train.iterations=500")
+    t.add_argument("--out", default=None, help="new run directory (default runs/DATA-METHOD-"
+                   "SAMPLER, suffixed if taken)")
+    t.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the run in DIR from its last checkpoint")
+    t.set_defaults(func=cmd_train)
+
+    for name, func, text in (("eval", cmd_eval, "print a run's exact metrics as JSON"),
+                             ("plot", cmd_plot, "redraw a run's figures")):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--run", required=True, metavar="DIR", help="run directory")
+        p.set_defaults(func=func)
+
+    s = sub.add_parser("sample", help="sample a built-in 2-D target, or a trained run (--run)",
+                       description="Sample a built-in 2-D target with exact density, or a "
+                                   "trained run with its own sampler.")
+    s.add_argument("--run", default=None, metavar="DIR",
+                   help="sample this trained run instead of a built-in target")
     s.add_argument("--target", default="rings", help=f"one of {', '.join(TARGETS)}")
     s.add_argument("--sampler", default="mala", help=f"one of {', '.join(sorted(SAMPLERS))}")
-    s.add_argument("--steps", type=int, default=1000)
+    s.add_argument("--steps", type=int, default=None,
+                   help="sampler steps (default 1000; a run's own n_steps with --run)")
     s.add_argument("--chains", type=int, default=2000)
     s.add_argument("--step-size", type=float, default=None,
                    help="sampler step size (default: per sampler, see SAMPLER_DEFAULTS)")
@@ -175,14 +269,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "sample":
+        args.steps_given = args.steps is not None
+        args.steps = 1000 if args.steps is None else args.steps
     try:
         summary = args.func(args)
     except UsageError as e:
         print(f"ebmlab {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except NonFiniteError as e:
+    except (NonFiniteError, TrainingError) as e:
         print(f"ebmlab {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"ebmlab {args.command}: interrupted; checkpoints written so far are kept",
+              file=sys.stderr)
+        return 130
     print(json.dumps({k: (round(v, 5) if isinstance(v, float) and math.isfinite(v) else v)
                       for k, v in summary.items()}))
     return 0

@@ -246,3 +246,81 @@ def plot_traces(
 
 
 __all__ = ["plot_density", "plot_samples", "plot_traces", "plot_trajectories"]
+
+
+def _correlation(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sample cross-correlation ``corr(a_t, b_{t+k})`` for ``k = −max_lag..max_lag``."""
+    a = (a - a.mean()) / (a.std() or 1.0)
+    b = (b - b.mean()) / (b.std() or 1.0)
+    n = len(a)
+    lags = np.arange(-max_lag, max_lag + 1)
+    vals = np.array([np.mean(a[max(0, -k):n - max(0, k)] * b[max(0, k):n - max(0, -k)])
+                     for k in lags])
+    return lags, vals
+
+
+def plot_diagnosis(records: list[dict[str, float]], path: PathLike,
+                   title: str | None = None) -> Path:
+    """The Anatomy paper's learning diagnosis from logged iterations.
+
+    Top: ``d_st = mean U(x⁺) − mean U(x⁻)`` with the zero line (stable learning
+    oscillates around 0) and ``r_t`` (average Langevin gradient magnitude, which
+    settles at a constant); bottom: auto-correlations of both and their
+    cross-correlation.
+    """
+    rows = [r for r in records if "d_st" in r and "r_t" in r]
+    if len(rows) < 2:
+        raise ValueError("plot_diagnosis needs at least 2 logged iterations with d_st and r_t")
+    it = np.array([r["iteration"] for r in rows], dtype=float)
+    d = np.array([r["d_st"] for r in rows], dtype=float)
+    rt = np.array([r["r_t"] for r in rows], dtype=float)
+    fig = _new_figure(10.0, 6.5)
+    axes = fig.subplots(2, 3)
+    ax = axes[0, 0]
+    ax.plot(it, d, lw=0.8, color="tab:blue")
+    ax.axhline(0.0, color="black", lw=0.8, ls="--")
+    ax.set(xlabel="iteration", ylabel="d_st", title="energy difference d_st")
+    ax = axes[0, 1]
+    ax.plot(it, rt, lw=0.8, color="tab:orange")
+    ax.set(xlabel="iteration", ylabel="r_t", title="Langevin gradient r_t")
+    ax = axes[0, 2]
+    ax.hist(d, bins=min(40, max(5, len(d) // 5)), color="tab:blue", alpha=0.8)
+    ax.axvline(0.0, color="black", lw=0.8, ls="--")
+    ax.set(xlabel="d_st", ylabel="count", title=f"d_st: mean {d.mean():.3g}")
+    max_lag = max(1, min(50, len(d) // 4))
+    for ax, (a, b, name) in zip(axes[1], ((d, d, "auto-corr. d_st"), (rt, rt, "auto-corr. r_t"),
+                                          (d, rt, "cross-corr. d_st, r_t")), strict=True):
+        lags, vals = _correlation(a, b, max_lag)
+        ax.bar(lags, vals, width=0.8, color="tab:gray")
+        ax.axhline(0.0, color="black", lw=0.6)
+        ax.set(xlabel="lag (logged iterations)", ylim=(-1.05, 1.05), title=name)
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_longrun(records: list[dict], path: PathLike) -> Path:
+    """Long-run check over training: sample quality (KDE-KL or MMD²) and energy, by start."""
+    if not records:
+        raise ValueError("no long-run records to plot")
+    metric = "kde_kl" if any("kde_kl" in r.get("data", {}) for r in records) else "mmd2"
+    fig = _new_figure(9.0, 3.6)
+    ax_q, ax_e = fig.subplots(1, 2)
+    for origin, color in (("data", "tab:blue"), ("noise", "tab:red")):
+        pts = [(r["iteration"], r[origin]) for r in records
+               if isinstance(r.get(origin), dict) and metric in r[origin]]
+        if not pts:
+            continue
+        its = [p[0] for p in pts]
+        ax_q.plot(its, [p[1][metric] for p in pts], "o-", color=color, label=f"from {origin}")
+        ax_e.plot(its, [p[1]["energy"] for p in pts], "o-", color=color, label=f"from {origin}")
+    steps = records[-1].get("steps", "?")
+    ax_q.set(xlabel="iteration", ylabel=metric,
+             title=f"long-run ({steps} steps) sample quality")
+    ax_e.set(xlabel="iteration", ylabel="mean U", title="long-run mean energy")
+    for ax in (ax_q, ax_e):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,207 @@
+"""Typed, validated TOML configs with ``section.key=value`` overrides.
+
+A config is a set of sections (dataclasses); each field's type and allowed
+range is declared once, next to its default, with ``field(metadata=...)``.
+Loading checks every key: an unknown key, a wrong type or an out-of-range
+value raises :class:`ConfigError` with one line naming ``section.key``.
+
+    cfg = load_config(schema, path="run.toml", overrides=["train.iterations=500"])
+    text = dump_toml(cfg)   # the resolved config, saved in the run directory
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message is one line naming ``section.key``."""
+
+
+def option(default: Any, *, low: float | None = None, high: float | None = None,
+           low_open: bool = False, choices: Sequence[Any] | None = None,
+           help: str = "") -> Any:
+    """A config field with its validation: ``low``/``high`` bounds or ``choices``."""
+    meta = {"low": low, "high": high, "low_open": low_open, "choices": choices, "help": help}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(name: str, tp: Any, value: Any) -> Any:
+    """Check ``value`` against the annotation ``tp`` (int, float, bool, str, Optional, list)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            if type(None) in args:
+                return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(name, arg, value)
+            except ConfigError:
+                continue
+        allowed = " or ".join(_type_name(a) for a in args)
+        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        return [_coerce(f"{name}[{i}]", item, v) for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            v = float(value)
+            if not math.isfinite(v):
+                raise ConfigError(f"{name} must be finite, got {value!r}")
+            return v
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    raise TypeError(f"unsupported config type {tp!r} for {name}")
+
+
+def _check_range(name: str, value: Any, meta: Mapping[str, Any]) -> None:
+    if value is None:
+        return
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{name} must be one of {list(choices)}, got {value!r}")
+    low, high = meta.get("low"), meta.get("high")
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        if low is not None and (v < low or (meta.get("low_open") and v == low)):
+            sign = ">" if meta.get("low_open") else ">="
+            raise ConfigError(f"{name} must be {sign} {low}, got {v!r}")
+        if high is not None and v > high:
+            raise ConfigError(f"{name} must be <= {high}, got {v!r}")
+
+
+def build_section(cls: type, section: str, values: Mapping[str, Any]) -> Any:
+    """Instantiate the dataclass ``cls`` from ``values``, validating every key."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {section}.{unknown[0]}; valid keys in [{section}]: {sorted(fields)}"
+        )
+    kwargs = {}
+    for key, value in values.items():
+        name = f"{section}.{key}"
+        v = _coerce(name, hints[key], value)
+        _check_range(name, v, fields[key].metadata)
+        kwargs[key] = v
+    obj = cls(**kwargs)
+    post = getattr(obj, "validate", None)
+    if post is not None:
+        try:
+            post()
+        except ValueError as e:
+            raise ConfigError(f"[{section}] {e}") from None
+    return obj
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``section.key=value`` → (section, key, value); the value is parsed as TOML."""
+    lhs, sep, rhs = text.partition("=")
+    section, dot, key = lhs.strip().partition(".")
+    if not sep or not dot or not section or not key:
+        raise ConfigError(f"--set needs section.key=value, got {text!r}")
+    rhs = rhs.strip()
+    try:
+        value = tomllib.loads(f"v = {rhs}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = rhs  # a bare word: treat it as a string (e.g. data.name=rings)
+    return section, key, value
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+
+
+def load_config(schema: type, path: str | Path | None = None,
+                overrides: Sequence[str] = (), base: Mapping[str, Any] | None = None) -> Any:
+    """Build the top-level ``schema`` dataclass (one field per section).
+
+    Values come from ``base`` (e.g. a saved run's config), then the TOML file,
+    then ``overrides`` (``section.key=value`` strings), later winning.
+    """
+    raw: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (base or {}).items()}
+    if path is not None:
+        for sec, vals in read_toml(path).items():
+            if not isinstance(vals, dict):
+                raise ConfigError(f"top-level key {sec!r} must be a [section]")
+            raw.setdefault(sec, {}).update(vals)
+    for text in overrides:
+        sec, key, value = parse_override(text)
+        raw.setdefault(sec, {})[key] = value
+    sections = {f.name: f for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema)
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ConfigError(f"unknown section [{unknown[0]}]; valid sections: {sorted(sections)}")
+    built = {name: build_section(hints[name], name, raw.get(name, {})) for name in sections}
+    return schema(**built)
+
+
+def to_dict(cfg: Any) -> dict[str, dict[str, Any]]:
+    return dataclasses.asdict(cfg)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        escaped = v.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} to TOML")
+
+
+def dump_toml(cfg: Any) -> str:
+    """The config as TOML text (``None`` values are left out: they mean "default")."""
+    lines: list[str] = []
+    for section, values in to_dict(cfg).items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
+        lines.append("")
+    return "\n".join(lines)
