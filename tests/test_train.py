@@ -99,7 +99,8 @@ def nan_at(trainer, iteration: int, times: int = 1):
 def test_non_finite_loss_stops_naming_iteration_and_keeps_checkpoint(tmp_path):
     trainer = start_run(config("train.iterations=20", "train.ckpt_every=5"), tmp_path / "r")
     nan_at(trainer, 7)
-    with pytest.raises(TrainingError, match=r"iteration 7: non-finite loss \(energy\).*ckpt-00000005"):
+    expected = r"iteration 7: non-finite loss \(energy\).*ckpt-00000005"
+    with pytest.raises(TrainingError, match=expected):
         trainer.fit()
     state, folder = load_checkpoint(tmp_path / "r")
     assert state["iteration"] == 5 and folder.name == "ckpt-00000005"
@@ -120,7 +121,8 @@ def test_sampler_non_finite_energy_is_reported(tmp_path):
     trainer = start_run(config("train.iterations=5"), tmp_path / "r")
     with torch.no_grad():
         trainer.energy.net[0].weight[0, 0] = float("inf")
-    with pytest.raises(TrainingError, match=r"iteration 0: Langevin: non-finite energy.* at step 0"):
+    expected = r"iteration 0: Langevin: non-finite energy.* at step 0"
+    with pytest.raises(TrainingError, match=expected):
         trainer.fit()
 
 
