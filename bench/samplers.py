@@ -30,6 +30,7 @@ import importlib.metadata
 import inspect
 import json
 import math
+import os
 import platform
 import random
 import resource
@@ -310,7 +311,7 @@ def time_workload(
     agreement: dict[str, float] = {}
     n_check = 8
     torch.manual_seed(1234)
-    ref = runs[BARE](x0, n_check)
+    ref = runs[BARE](x0, n_check) if BARE in runs else None
     for name, run in list(runs.items()):
         try:
             times = []
@@ -322,9 +323,10 @@ def time_workload(
                 times.append(time.perf_counter() - t0)
             if compiled:
                 results[name].compile_s = times[0] - times[-1]
-            torch.manual_seed(1234)
-            out = run(x0, n_check)
-            agreement[name] = float((out - ref).abs().max())
+            if ref is not None:
+                torch.manual_seed(1234)
+                out = run(x0, n_check)
+                agreement[name] = float((out - ref).abs().max())
         except Exception as exc:
             results[name].error = f"{type(exc).__name__}: {exc}"[:120]
             del runs[name]
@@ -342,6 +344,60 @@ def time_workload(
             results[name].times.append(time.perf_counter() - t0)
             results[name].faults.append((minor_faults() - f0) / wl.n_steps)
     return results, agreement
+
+
+def child_flags(args: argparse.Namespace) -> list[str]:
+    flags = ["--device", args.device, "--malloc", args.malloc,
+             "--compile" if args.compile else "--no-compile"]
+    if args.threads:
+        flags += ["--threads", str(args.threads)]
+    if args.quick:
+        flags.append("--quick")
+    return flags
+
+
+def child_main(args: argparse.Namespace) -> None:
+    """Child process of ``--isolate``: time one contender alone, print its timings."""
+    wl = workloads(args.quick)[args.workloads]
+    roster = [c for c in contenders(args.compile) if c.name == args.child]
+    res, _ = time_workload(wl, roster, torch.device(args.device), args.reps, args.seed)
+    t = res[args.child]
+    print("CHILD " + json.dumps({"times": t.times, "faults": t.faults, "error": t.error,
+                                 "compile_s": t.compile_s}))
+
+
+def time_isolated(
+    wl: Workload, roster: list[Contender], args: argparse.Namespace, seed: int
+) -> tuple[dict[str, Timing], dict[str, float]]:
+    """Every contender in its own fresh process (its own allocator state), ``--isolate``
+    rounds in a shuffled order; per round, each contributes its median run time."""
+    results = {c.name: Timing() for c in roster}
+    rng = random.Random(seed)
+    order = [c.name for c in roster]
+    for r in range(args.isolate):
+        rng.shuffle(order)
+        for name in order:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name,
+                   "--workloads", wl.key, "--reps", str(args.reps),
+                   "--seed", str(seed + r), *child_flags(args)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("CHILD ")]
+            t = results[name]
+            if proc.returncode or not line:
+                t.error = (proc.stderr.strip().splitlines() or ["failed"])[-1][:120]
+                continue
+            got = json.loads(line[-1][6:])
+            if got["error"] or not got["times"]:
+                t.error = got["error"] or "no timings"
+                continue
+            t.times.append(statistics.median(got["times"]))
+            t.faults.append(statistics.median(got["faults"]))
+            t.compile_s = got["compile_s"]
+    # A contender that failed in some round is reported as failed.
+    for t in results.values():
+        if t.error:
+            t.times.clear()
+    return results, {}
 
 
 # -- memory probes (one fresh process per configuration) -------------------------------
@@ -394,9 +450,7 @@ def memory_probes(
         out[name] = {}
         for n in steps:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", name,
-                   "--probe-steps", str(n), "--device", args.device, "--malloc", args.malloc]
-            if args.threads:
-                cmd += ["--threads", str(args.threads)]
+                   "--probe-steps", str(n), *child_flags(args)]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
             line = [ln for ln in proc.stdout.splitlines() if ln.startswith("PROBE ")]
             if proc.returncode or not line:
@@ -457,10 +511,28 @@ def report(
         f"({dev}), Python {platform.python_version()}",
         f"- ebmlab {version('ebmlab')}, torchebm {version('torchebm')}, "
         f"ebmkit {version('ebmkit')}",
-        f"- repetitions {args.reps} (contenders interleaved, shuffled each repetition), "
-        f"malloc `{args.malloc}`, wall time {elapsed:.0f} s",
-        "- ratio: median over repetitions of time / bare-loop time in the same repetition "
-        "[interquartile range]; < 1 is faster",
+        (f"- isolated: every contender in its own fresh process, {args.isolate} rounds "
+         f"(shuffled) of {args.reps} runs; per round its median run counts once"
+         if args.isolate else
+         f"- repetitions {args.reps} (contenders interleaved in one process, shuffled "
+         "each repetition)") + f"; malloc `{args.malloc}`; wall time {elapsed:.0f} s",
+        "- ratio: median over repetitions (rounds) of time / bare-loop time in the same "
+        "repetition (round) [interquartile range]; < 1 is faster",
+        f"- load average at start {args.load:.2f} on {os.cpu_count()} CPUs (other processes "
+        "competing for the cores make 2-thread timings jumpy; `--threads 1` is steadier)",
+        "- minor faults/step: pages the kernel had to map again, mostly freed activations "
+        "that glibc handed back; once anything in the process frees a 32 MiB block "
+        "(`--malloc primed`), they stop, for every contender alike",
+        "",
+        "How each is called (same energy, x0, s, σ, n; generator-free, global RNG):",
+        "",
+        "- bare: `x.requires_grad_(True); g = autograd.grad(U(x).sum(), x)[0]; "
+        "x = (x - s*g + σ*randn_like(x)).detach()`",
+        "- ebmlab: `Langevin(s, noise_scale=σ).run(U, x0, n)`",
+        "- TorchEBM 0.8.9: `LangevinDynamics(BaseModel wrapper of U, step_size=s, "
+        "noise_scale=σ/√(2s)).sample(x=x0, n_steps=n)` (its noise is `noise_scale·√(2s)·ξ`)",
+        "- ebmkit 0.16.0: `ebm.samplers.LangevinDynamics(step_size=s, noise_scale=σ)"
+        ".sample(U, x0, steps=n)`",
         "",
     ]
     for wl in wls:
@@ -471,7 +543,7 @@ def report(
             f"s = {wl.step_size:g}, σ = {wl.noise_scale:.4g}",
             "",
             "| workload | contender | median ms/step | ratio to bare loop | minor faults/step "
-            "| max abs diff vs bare (3 steps, same seed) | notes |",
+            "| max abs diff vs bare (8 steps, same seed) | notes |",
             "|---|---|---:|---:|---:|---:|---|",
         ]
         for c in roster:
@@ -485,7 +557,7 @@ def report(
             lines.append(
                 f"| {wl.key} | {c.name} | {statistics.median(t.times) / wl.n_steps * 1e3:.3f} "
                 f"| {fmt_ratio(t.times, bare)} | {statistics.median(t.faults):.0f} "
-                f"| {agree.get(c.name, float('nan')):.1e} | {note} |"
+                f"| {f'{agree[c.name]:.1e}' if c.name in agree else '—'} | {note} |"
             )
         lines.append("")
 
@@ -574,6 +646,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="glibc allocator state for the whole run (see tune_malloc)")
     p.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
     p.add_argument("--out", type=Path, default=HERE / "out" / "samplers.md")
+    p.add_argument("--isolate", type=int, default=0, metavar="ROUNDS",
+                   help="time every contender in its own fresh process, ROUNDS rounds of "
+                   "--reps runs each (shows per-process effects such as the allocator's)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--probe", help=argparse.SUPPRESS)
     p.add_argument("--probe-steps", type=int, default=10, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -590,9 +666,13 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: CUDA is not available")
+    args.load = os.getloadavg()[0]
     tune_malloc(args.malloc)
     if args.probe:
         probe_main(args)
+        return
+    if args.child:
+        child_main(args)
         return
 
     start = time.perf_counter()
@@ -606,9 +686,13 @@ def main(argv: list[str] | None = None) -> None:
     roster = contenders(args.compile)
     timings = {}
     for i, wl in enumerate(wls):
-        print(f"[bench] {wl.key}: {len(roster)} contenders × {args.reps} repetitions",
+        how = f"{args.isolate} rounds of fresh processes × " if args.isolate else ""
+        print(f"[bench] {wl.key}: {len(roster)} contenders × {how}{args.reps} repetitions",
               file=sys.stderr, flush=True)
-        timings[wl.key] = time_workload(wl, roster, device, args.reps, args.seed + i)
+        if args.isolate:
+            timings[wl.key] = time_isolated(wl, roster, args, args.seed + i)
+        else:
+            timings[wl.key] = time_workload(wl, roster, device, args.reps, args.seed + i)
 
     mem_steps = (10, 1000)
     memory: dict[str, dict[int, dict | str]] = {}

@@ -1,0 +1,139 @@
+"""``ebmlab train | eval | sample --run | plot`` end to end, on tiny settings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import ebmlab
+from ebmlab.cli import main
+
+TINY = ["model.width=16", "model.depth=2", "method.n_steps=5", "train.batch_size=32",
+        "method.buffer_size=500", "train.progress=false", "train.longrun_factor=2",
+        "data.n_train=500", "data.n_test=200", "train.plot_every=0", "train.iterations=12",
+        "train.ckpt_every=4"]
+
+
+def sets(*extra):
+    out = []
+    for s in [*TINY, *extra]:
+        out += ["--set", s]
+    return out
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def last_json(stdout):
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("method", ["short_run", "cd"])
+def test_other_methods_train(tmp_path, capsys, method):
+    code, stdout, err = run(capsys, "train", *sets(f"method.name={method}", "train.iterations=4"),
+                            "--out", str(tmp_path / "run"))
+    assert code == 0, err
+    assert last_json(stdout)["method"] == method
+
+
+def test_train_eval_sample_plot(tmp_path, capsys):
+    method = "persistent"
+    out = tmp_path / "run"
+    code, stdout, err = run(capsys, "train", *sets(f"method.name={method}"), "--out", str(out))
+    assert code == 0, err
+    summary = last_json(stdout)
+    assert summary["iteration"] == 12 and summary["kl"] > 0
+    assert "exact KL(p_data || p_model)" in err
+    for name in ("config.toml", "metrics.jsonl", "summary.json", "density.png", "diagnosis.png",
+                 "longrun.png", "samples.png"):
+        assert (out / name).exists(), name
+
+    code, stdout, _ = run(capsys, "eval", "--run", str(out))
+    assert code == 0
+    ev = last_json(stdout)
+    assert ev["kl"] == pytest.approx(summary["kl"], rel=1e-6) and "nll" in ev
+
+    code, stdout, _ = run(capsys, "sample", "--run", str(out), "--chains", "50")
+    assert code == 0
+    x = np.load(last_json(stdout)["out"] + "/samples.npy")
+    assert x.shape == (50, 2) and np.isfinite(x).all()
+
+    code, stdout, _ = run(capsys, "plot", "--run", str(out))
+    assert code == 0 and len(last_json(stdout)["plots"]) >= 3
+
+    loaded = ebmlab.load_run(out)
+    assert loaded.iteration == 12 and loaded.config.method.name == method
+    assert loaded.energy(loaded.sample(4).new_zeros(4, 2)).shape == (4,)
+
+
+def test_resume_continues_to_more_iterations(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(capsys, "train", *sets(), "--out", str(out))[0] == 0
+    code, stdout, err = run(capsys, "train", "--resume", str(out), "--set",
+                            "train.iterations=20")
+    assert code == 0, err
+    assert last_json(stdout)["iteration"] == 20 and "iteration 12 of 20" in err
+    iters = [json.loads(line)["iteration"] for line in (out / "metrics.jsonl").read_text()
+             .splitlines()]
+    assert iters == sorted(set(iters)) and iters[-1] == 20
+
+
+def test_existing_run_directory_is_refused_and_untouched(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(capsys, "train", *sets(), "--out", str(out))[0] == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, _, err = run(capsys, "train", *sets(), "--out", str(out))
+    assert code == 2 and "already exists" in err and len(err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "train.iterations=-1"], "train.iterations must be >= 1"),
+    (["--set", "train.lrr=1"], "unknown key train.lrr"),
+    (["--set", "sampler.step_size=fast"], "sampler.step_size must be a number"),
+    (["--config", "missing.toml"], "does not exist"),
+    (["--set", "data.name=npy", "--set", "data.path=nope.npy"], "nope.npy"),
+])
+def test_bad_config_is_one_line_exit_2_nothing_written(tmp_path, capsys, monkeypatch, argv,
+                                                       message):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "train", *argv)
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_user_array_of_any_scale_trains_with_defaults(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    centers = np.array([[1000.0, -50.0], [1040.0, -30.0]])
+    x = centers[rng.integers(0, 2, 600)] + rng.normal(size=(600, 2)) * [4.0, 2.0]
+    np.save(tmp_path / "points.npy", x.astype(np.float32))
+    out = tmp_path / "run"
+    code, stdout, err = run(capsys, "train", "--set", "data.name=npy", "--set",
+                            f"data.path={tmp_path / 'points.npy'}", *sets(), "--out", str(out))
+    assert code == 0, err
+    summary = last_json(stdout)
+    assert "kl" not in summary and np.isfinite(summary["nll"])
+    samples = np.load(last_json(run(capsys, "sample", "--run", str(out), "--chains", "100")[1])
+                      ["out"] + "/samples.npy")
+    # samples live where the data live, not near the origin
+    assert np.abs(samples.mean(0) - x.mean(0)).max() < 60
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not a numpy file", "points.npy"),
+    (None, "file not found"),
+])
+def test_missing_or_corrupt_data_file(tmp_path, capsys, content, message):
+    path = tmp_path / "points.npy"
+    if content is not None:
+        path.write_bytes(content)
+    code, _, err = run(capsys, "train", "--set", "data.name=npy", "--set", f"data.path={path}",
+                       "--out", str(tmp_path / "run"))
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
