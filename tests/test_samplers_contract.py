@@ -233,3 +233,27 @@ def test_anila_step_scaling_formula():
     xi = torch.randn(x0.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     gamma = b / x0.abs().clamp_min(b)
     torch.testing.assert_close(x1, x0 - s * gamma * x0 + math.sqrt(2 * s) * gamma.sqrt() * xi)
+
+
+@pytest.mark.parametrize("kind", ["langevin", "anila"])
+def test_compiled_chunks_match_eager_steps(kind):
+    energy = MLPEnergy(2, width=16, depth=2)
+    x0 = torch.randn(32, 2)
+    build = {"langevin": lambda **kw: Langevin(0.05, **kw),
+             "anila": lambda **kw: AniLA(0.05, threshold=0.5, **kw)}[kind]
+    eager = build().run(energy, x0, 21, generator=gen(5))
+    compiled = build(compile=True, chunk=4).run(energy, x0, 21, generator=gen(5))
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+    assert all(p.requires_grad and p.grad is None for p in energy.parameters())
+
+
+def test_compiled_chunks_report_the_first_non_finite_step():
+    calls = {"n": 0}
+
+    def energy(x):
+        calls["n"] += 1
+        return quadratic(x) * torch.where(x[:, :1].abs().sum() > 1e30, math.nan, 1.0)
+
+    x0 = torch.ones(4, 2)
+    with pytest.raises(NonFiniteError, match="at step"):
+        Langevin(5.0, compile=True, chunk=4).run(energy, x0, 60, generator=gen(0))

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 Energy = Callable[[Tensor], Tensor]
 Callback = Callable[[int, "SamplerState", "StepInfo"], None]
+FusedSteps = Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
 
 
 class NonFiniteError(FloatingPointError):
@@ -246,20 +247,39 @@ def drive(
     sync_every = 1 if x0.device.type == "cpu" else 25
     info: StepInfo | None = None
     pending: list[tuple[int, StepInfo]] = []
+    fused = None
+    if getattr(sampler, "compile", False) and callback is None and keep is None:
+        fused = sampler.fused_steps(energy)
     with frozen(energy):
         if state is None:
             state = sampler.init(energy, x0)
-        for i in range(n_steps):
-            state, info = sampler.step(energy, state, generator)
-            # Sums are finite iff every entry is (bar overflow, re-checked exactly below).
-            pending.append((i, info))
-            if len(pending) >= sync_every or i + 1 == n_steps:
+        i = 0
+        while i < n_steps:
+            chunk = getattr(sampler, "chunk", 1)
+            if fused is not None and i > 0 and n_steps - i >= chunk:
+                # k steps as one compiled graph; noise drawn here, step by step, so the
+                # generator stream is the eager one.
+                noise = torch.empty((chunk, *state.x.shape), dtype=state.x.dtype,
+                                    device=state.x.device)
+                for j in range(chunk):
+                    noise[j].normal_(generator=generator)
+                x, u, gn = fused(state.x, noise)
+                state = SamplerState(x=x, n_steps=state.n_steps + chunk)
+                pending += [(i + j, StepInfo(energy=u[j], grad_norm=gn[j]))
+                            for j in range(chunk)]
+                info = pending[-1][1]
+                i += chunk
+            else:  # step 0 always runs here: it validates the energy's output shape
+                state, info = sampler.step(energy, state, generator)
+                pending.append((i, info))
+                i += 1
+            if len(pending) >= sync_every or i == n_steps:
                 _check_finite(sampler, pending)
                 pending.clear()
-            if keep is not None and (i + 1) % thin == 0:
+            if keep is not None and i % thin == 0:
                 keep.append(state.x.clone())
             if callback is not None:
-                callback(i, state, info)
+                callback(i - 1, state, info)
     return state, info
 
 

@@ -15,17 +15,20 @@ popular ``s = 1, σ = 0.01`` samples at ``T = 5·10⁻⁵``, almost gradient des
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor
 
 from ebmlab.samplers.base import (
     Energy,
+    FusedSteps,
     Sampler,
     SamplerState,
     StepInfo,
     _flat_norm,
     check_positive,
+    clip_grad_norm,
     gaussian_like,
 )
 
@@ -36,6 +39,13 @@ class Langevin(Sampler):
     Parameters: ``step_size`` s > 0; ``noise_scale`` σ ≥ 0 (``None``: √(2s), the
     exact-temperature form; 0: gradient descent). Stationary law is ``exp(−U/T)``
     up to O(s) bias, with ``T = σ²/(2s)`` (:attr:`temperature`).
+
+    ``compile=True`` runs ``chunk`` steps at a time as one ``torch.compile``'d graph
+    (gradients by ``torch.func``) when no callback or trajectory is requested: the
+    same noise stream and non-finite checks, 0.83× (MLP) to 0.73× (ConvNet) the
+    time of a hand-written autograd loop on CPU, after a one-off compile of a few
+    seconds per energy and shape (see ``bench/samplers.py``). Falls back to the eager
+    steps, with a warning, where the energy cannot be compiled.
     """
 
     name = "langevin"
@@ -47,6 +57,8 @@ class Langevin(Sampler):
         *,
         clamp: tuple[float, float] | None = None,
         grad_clip: float | None = None,
+        compile: bool = False,
+        chunk: int = 8,
     ) -> None:
         super().__init__(clamp=clamp, grad_clip=grad_clip)
         self.step_size = check_positive("step_size", step_size)
@@ -55,6 +67,11 @@ class Langevin(Sampler):
             if noise_scale is None
             else check_positive("noise_scale", noise_scale, allow_zero=True)
         )
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
+        self.compile = bool(compile)
+        self.chunk = chunk
+        self._compiled: tuple[Energy, FusedSteps] | None = None
 
     @classmethod
     def from_delta(cls, delta: float, **kwargs: object) -> Langevin:
@@ -71,20 +88,64 @@ class Langevin(Sampler):
         """Relative step per entry (1 for plain Langevin; AniLA overrides)."""
         return 1.0
 
+    def _move(self, x: Tensor, g: Tensor, noise: Tensor) -> Tensor:
+        """One update ``x − s·γ·∇U + σ·√γ·ξ`` (γ = 1 for plain Langevin), then the clamp."""
+        scale = self._scale(g)
+        if isinstance(scale, float):
+            out = torch.add(x, g, alpha=-self.step_size)
+            out.add_(noise, alpha=self.noise_scale)
+        else:
+            out = x - (self.step_size * scale) * g + (self.noise_scale * scale.sqrt()) * noise
+        return self._clamp_(out)
+
     def step(
         self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
     ) -> tuple[SamplerState, StepInfo]:
         u, g = self._grad_at(energy, state)
-        scale = self._scale(g)
-        noise = gaussian_like(state.x, generator)
-        if isinstance(scale, float):
-            x = torch.add(state.x, g, alpha=-self.step_size)
-            x.add_(noise, alpha=self.noise_scale)
-        else:
-            x = state.x - (self.step_size * scale) * g + (self.noise_scale * scale.sqrt()) * noise
-        self._clamp_(x)
+        x = self._move(state.x, g, gaussian_like(state.x, generator))
         info = StepInfo(energy=u, grad_norm=_flat_norm(g), step_size=self.step_size)
         return SamplerState(x=x, n_steps=state.n_steps + 1), info
+
+    def fused_steps(self, energy: Energy) -> FusedSteps:
+        if self._compiled is not None and self._compiled[0] is energy:
+            return self._compiled[1]
+
+        def value(y: Tensor) -> tuple[Tensor, Tensor]:
+            u = energy(y)
+            return u.sum(), u
+
+        grad_and_value = torch.func.grad_and_value(value, has_aux=True)
+
+        def steps(x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            us, norms = [], []
+            for j in range(noise.shape[0]):
+                g, (_, u) = grad_and_value(x)
+                g = clip_grad_norm(g, self.grad_clip)
+                us.append(u)
+                norms.append(_flat_norm(g))
+                x = self._move(x, g, noise[j])
+            return x, torch.stack(us), torch.stack(norms)
+
+        compiled = torch.compile(steps, dynamic=False)
+
+        def guarded(x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            nonlocal compiled
+            try:
+                return compiled(x, noise)
+            except Exception as exc:  # no C++ compiler, an untraceable energy, ...
+                if compiled is steps:
+                    raise
+                warnings.warn(f"{type(self).__name__}(compile=True): torch.compile failed "
+                              f"({type(exc).__name__}); running the same steps eagerly",
+                              RuntimeWarning, stacklevel=3)
+                compiled = steps
+                return steps(x, noise)
+
+        self._compiled = (energy, guarded)
+        return guarded
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_compiled": None}
 
 
 class AniLA(Langevin):
@@ -118,8 +179,11 @@ class AniLA(Langevin):
         mode: str = "elementwise",
         clamp: tuple[float, float] | None = None,
         grad_clip: float | None = None,
+        compile: bool = False,
+        chunk: int = 8,
     ) -> None:
-        super().__init__(step_size, noise_scale, clamp=clamp, grad_clip=grad_clip)
+        super().__init__(step_size, noise_scale, clamp=clamp, grad_clip=grad_clip,
+                         compile=compile, chunk=chunk)
         self.threshold = check_positive("threshold", threshold)
         if mode not in ("elementwise", "norm"):
             raise ValueError(f"mode must be 'elementwise' or 'norm', got {mode!r}")
