@@ -44,13 +44,16 @@ def metrics(out: Path) -> list[dict]:
 
 
 def test_learning_happens_exact_kl_drops(tmp_path):
-    cfg = config("train.iterations=250", "train.lr=3e-3", "method.n_steps=20",
-                 "sampler.step_size=0.01", "model.width=64")
+    # The default model, sampler and method, 800 iterations (~10 s): exact KL(p_data ‖ p_θ)
+    # on 8gaussians falls from ~1.8 nats to ~0.1-0.2 (seeds 0-2 measured: 0.12, 0.22, 0.10).
+    cfg = load_config(RunConfig, overrides=[
+        "train.iterations=800", "train.progress=false", "train.plot_every=0",
+        "data.n_train=5000", "data.n_test=1000", "train.longrun_factor=2"])
     trainer = start_run(cfg, tmp_path / "run")
     before = trainer.evaluate()["kl"]
     summary = trainer.fit()
-    assert before > 1.0
-    assert summary["kl"] < 0.5 * before and summary["kl"] < 0.6, summary["kl"]
+    assert before > 1.5
+    assert summary["kl"] < 0.35, summary["kl"]
 
 
 def test_resume_is_bit_identical(tmp_path):
@@ -60,8 +63,7 @@ def test_resume_is_bit_identical(tmp_path):
 
     part_cfg = config("train.iterations=30", "train.ckpt_every=10", "train.log_every=5")
     part = start_run(part_cfg, tmp_path / "part")
-    part.cfg.train.iterations = 20  # stop early, as a kill after the checkpoint at 20 would
-    part.fit()
+    assert part.fit(until=20) == {}  # stops as a kill right after the checkpoint at 20 would
     resumed = resume_run(cfg, tmp_path / "part")
     assert resumed.iteration == 20
     resumed.fit()

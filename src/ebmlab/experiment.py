@@ -57,9 +57,10 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = option("mlp", choices=["mlp"])
-    width: int = option(128, low=1)
+    width: int = option(64, low=1)
     depth: int = option(3, low=1)
-    activation: str = option("silu", choices=["silu", "leaky_relu", "elu", "tanh", "softplus"])
+    activation: str = option("leaky_relu",
+                             choices=["silu", "leaky_relu", "elu", "tanh", "softplus"])
     spectral_norm: bool = option(False)
 
 
@@ -88,13 +89,13 @@ class SamplerConfig:
 @dataclass
 class MethodConfig:
     name: str = option("persistent", choices=list(REGIMES))
-    n_steps: int = option(50, low=1, help="sampler steps per iteration (K)")
+    n_steps: int = option(20, low=1, help="sampler steps per iteration (K)")
     n_chains: int | None = option(None, low=1, help="negatives per iteration; default batch")
     init: str = option("uniform", choices=["uniform", "gaussian"],
                        help="noise the chains start from (standardised units)")
     init_scale: float = option(2.5, low=0.0, low_open=True,
                                help="uniform: half-width of the box; gaussian: sd")
-    buffer_size: int = option(10000, low=1, help="persistent: replay buffer capacity")
+    buffer_size: int = option(500, low=1, help="persistent: replay buffer capacity")
     reinit_prob: float = option(0.05, low=0.0, high=1.0, help="persistent: restart rate")
     energy_penalty: float = option(0.0, low=0.0, help="α in α·mean(U⁺² + U⁻²)")
     data_noise: float = option(0.0, low=0.0, help="sd of noise added to data batches")
@@ -103,21 +104,21 @@ class MethodConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = option(2000, low=1)
+    iterations: int = option(6000, low=1)
     batch_size: int = option(200, low=1)
     optimizer: str = option("adam", choices=["adam", "sgd"])
     lr: float = option(1e-3, low=0.0, low_open=True)
-    beta1: float = option(0.9, low=0.0, high=1.0)
+    beta1: float = option(0.5, low=0.0, high=1.0)
     beta2: float = option(0.999, low=0.0, high=1.0)
     weight_decay: float = option(0.0, low=0.0)
-    lr_schedule: str = option("constant", choices=["constant", "cosine"])
+    lr_schedule: str = option("cosine", choices=["constant", "cosine"])
     grad_clip: float | None = option(None, low=0.0, low_open=True,
                                      help="cap on the parameter-gradient norm")
     seed: int = option(0)
     device: str = option("cpu", help="cpu, cuda, cuda:1, ...")
     log_every: int = option(10, low=1)
-    ckpt_every: int = option(250, low=1)
-    plot_every: int = option(500, low=0, help="0: plot only at the end")
+    ckpt_every: int = option(500, low=1)
+    plot_every: int = option(2000, low=0, help="0: plot only at the end")
     longrun_every: int = option(0, low=0, help="0: long-run check only at the end")
     longrun_factor: int = option(20, low=1, help="long-run chains run factor × n_steps")
     on_nonfinite: str = option("stop", choices=["stop", "rollback"])

@@ -173,13 +173,18 @@ class Trainer:
         return metrics
 
     # -- the loop -------------------------------------------------------------------------
-    def fit(self) -> dict[str, Any]:
-        """Train up to ``train.iterations``; returns the final summary."""
+    def fit(self, until: int | None = None) -> dict[str, Any]:
+        """Train up to ``train.iterations`` and return the final summary.
+
+        ``until`` stops early (after a checkpoint) at that iteration, as a kill right
+        after that checkpoint would; then nothing is evaluated and ``{}`` is returned.
+        """
         t = self.cfg.train
+        stop = t.iterations if until is None else min(until, t.iterations)
         progress = _progress(t.iterations, self.iteration, enabled=t.progress)
         started = time.perf_counter()
         try:
-            while self.iteration < t.iterations:
+            while self.iteration < stop:
                 try:
                     metrics = self.train_step()
                 except TrainingError as e:
@@ -200,6 +205,9 @@ class Trainer:
                     self.long_run_check()
         finally:
             progress.close()
+        if self.iteration < t.iterations:
+            self.checkpoint()
+            return {}
         return self.finish(time.perf_counter() - started)
 
     def _last_good(self) -> str:

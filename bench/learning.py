@@ -1,0 +1,555 @@
+"""Learning benchmark: MCMC maximum-likelihood methods on 2-D toys at a fixed wall-clock budget.
+
+For every data set (8gaussians, 25gaussians, rings, checkerboard, moons) and every
+contender (non-persistent short-run learning from noise, persistent chains with
+Langevin and with AniLA, contrastive divergence CD-K), a fresh ``Trainer`` runs
+``train_step()`` until ``--budget`` seconds of wall time are spent (the learning
+rate follows a cosine over that *time*), then is evaluated:
+
+* ``KL``: the exact ``KL(p_data ‖ p_θ)`` by quadrature, where the data density
+  is known; for moons (no closed-form density) the test NLL in nats instead;
+* short-run samples: the method's own negatives (K sampler steps from its own
+  chain start: noise, the replay buffer, or data), 1000 of them against the
+  test set: MMD² (RBF, median bandwidth) and ``KDE-KL = KL(p_data ‖ KDE)``;
+* long-run samples: ``Trainer.long_run_check()``, chains ``longrun_factor × K``
+  steps (about 2000) from test data and from noise, same two numbers;
+* ``d_st = mean U(data) − mean U(negatives)`` over the second half of
+  training: mean ± sd. A mean near 0 with sd ≫ |mean| is the Anatomy
+  paper's "d_st oscillates around 0".
+
+Then TorchEBM 0.8.9's persistent contrastive divergence
+(``torchebm.losses.ContrastiveDivergence(persistent=True)``) against ebmlab's
+persistent learning on 8gaussians: the same ``MLPEnergy`` (same initial
+weights), the same standardised data, batch, Adam settings, learning-rate
+schedule, Langevin step and K, each given the same wall-clock budget; the two
+trainings run interleaved in short time slices in one process (so load on a
+shared machine hits them alike) and both are scored with ebmlab's exact
+quadrature KL at the same points of their own training time.
+
+    python bench/learning.py --quick          # smoke test, < 3 minutes
+    python bench/learning.py                  # full table (~20 min at 1 thread)
+    python bench/learning.py --budget 30 --datasets 8gaussians,rings
+
+Results: a Markdown report on stdout and in ``bench/out/learning.md`` (``--out``).
+Runs use one thread unless ``--threads`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import io
+import math
+import os
+import platform
+import random
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ebmlab.config import load_config
+from ebmlab.evaluate import mmd2
+from ebmlab.evaluate.exact2d import QuadratureWarning, kl_divergence, log_partition, nll
+from ebmlab.evaluate.sample_quality import kde_kl
+from ebmlab.experiment import DataSpaceEnergy, RunConfig
+from ebmlab.train import Trainer, TrainingError
+
+HERE = Path(__file__).resolve().parent
+DATASETS = ("8gaussians", "25gaussians", "rings", "checkerboard", "moons")
+
+# -- settings -------------------------------------------------------------------------------
+# The network and optimiser shared by every run (the library defaults, spelled out so the
+# table does not change meaning when a default moves).
+COMMON = [
+    "model.width=64", "model.depth=3", "model.activation=leaky_relu",
+    "train.batch_size=200", "train.optimizer=adam", "train.lr=1e-3", "train.beta1=0.5",
+    "train.beta2=0.999", "train.lr_schedule=cosine",
+]
+
+# Langevin step s per data set, in standardised units. ULA's step must be small against
+# the data's local variance v (the mode / ring / moon width after standardising); s ≈ v/6
+# keeps the step bias on the learned density small while chains still move.
+STEP = {
+    "8gaussians": 0.005,    # component sd 0.174 → v = 0.030
+    "25gaussians": 0.0015,  # component sd 0.094 → v = 0.0088
+    "rings": 0.001,         # radial sd 0.077 → v = 0.0060
+    "checkerboard": 0.005,  # squares of side 0.87, no curvature scale: as 8gaussians
+    "moons": 0.003,         # noise sd 0.11-0.2 → v ≈ 0.02
+}
+
+
+@dataclass(frozen=True)
+class Contender:
+    key: str
+    label: str
+    overrides: tuple[str, ...]
+    step_factor: float = 1.0  # × STEP[data]
+    noise: str | None = None  # "tempered": σ = tempered_noise, else temperature 1
+
+
+CONTENDERS = (
+    Contender("short_run", "short-run (noise, tempered)",
+              ("method.name=short_run", "method.n_steps=20", "method.init=gaussian",
+               "method.init_scale=1.0", "sampler.name=langevin"),
+              step_factor=4.0, noise="tempered"),
+    Contender("persistent", "persistent, Langevin",
+              ("method.name=persistent", "method.n_steps=20", "method.buffer_size=500",
+               "method.reinit_prob=0.05", "sampler.name=langevin")),
+    Contender("persistent_anila", "persistent, AniLA",
+              ("method.name=persistent", "method.n_steps=20", "method.buffer_size=500",
+               "method.reinit_prob=0.05", "sampler.name=anila", "sampler.threshold=20.0")),
+    Contender("cd", "CD-K (from data)",
+              ("method.name=cd", "method.n_steps=20", "sampler.name=langevin")),
+)
+TEMPERED_NOISE = 0.01  # σ of the non-convergent short-run sampler
+
+
+def make_config(data: str, c: Contender, seed: int, longrun_steps: int) -> RunConfig:
+    step = STEP[data] * c.step_factor
+    ov = [f"data.name={data}", *COMMON, *c.overrides, f"sampler.step_size={step!r}",
+          f"train.seed={seed}", "train.progress=false", "train.plot_every=0",
+          "train.ckpt_every=1000000000", "train.log_every=1000000000"]
+    if c.noise == "tempered":
+        ov.append(f"sampler.noise_scale={TEMPERED_NOISE!r}")
+    cfg = load_config(RunConfig, overrides=ov)
+    cfg.train.longrun_factor = max(1, round(longrun_steps / cfg.method.n_steps))
+    return cfg
+
+
+# -- training at a fixed wall-clock budget -------------------------------------------------
+def time_cosine(trainer: Trainer, clock: Callable[[], float], budget: float) -> None:
+    """Make the trainer's cosine schedule run over wall time instead of iterations."""
+    base = trainer.cfg.train.lr
+    cosine = trainer.cfg.train.lr_schedule == "cosine"
+
+    def learning_rate(iteration: int) -> float:
+        lr = base * trainer.method.lr_scale() * trainer.lr_factor
+        if cosine:
+            lr *= 0.5 * (1 + math.cos(math.pi * min(1.0, clock() / budget)))
+        return lr
+
+    trainer.learning_rate = learning_rate  # type: ignore[method-assign]
+
+
+@dataclass
+class Clock:
+    """Seconds spent inside ``running()`` blocks (evaluation pauses it)."""
+
+    spent: float = 0.0
+    _since: float | None = None
+
+    def __call__(self) -> float:
+        extra = 0.0 if self._since is None else time.perf_counter() - self._since
+        return self.spent + extra
+
+    @contextlib.contextmanager
+    def running(self):  # noqa: ANN201 - a context manager
+        self._since = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.spent += time.perf_counter() - self._since
+            self._since = None
+
+
+@dataclass
+class Result:
+    data: str
+    contender: Contender
+    step: float
+    iterations: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    kl: float | None = None
+    nll: float | None = None
+    short: dict[str, float] = field(default_factory=dict)
+    long_data: dict[str, float] = field(default_factory=dict)
+    long_noise: dict[str, float] = field(default_factory=dict)
+    d_st: tuple[float, float] | None = None
+    longrun_steps: int = 0
+
+
+def sample_quality(trainer: Trainer, x: Tensor, n: int) -> dict[str, float]:
+    data = trainer.data
+    xd = data.to_data_space(x)
+    test = data.to_data_space(data.test[:n])
+    out = {"mmd2": mmd2(xd, test)}
+    if data.log_density is not None and data.bounds is not None:
+        out["kde_kl"] = kde_kl(data.log_density, xd.cpu(), data.bounds)
+    return out
+
+
+def short_run_samples(trainer: Trainer, n: int) -> Tensor:
+    """The method's own negatives: K steps from where it starts its chains."""
+    method = trainer.method
+    gen = trainer.side_generator(3)
+    x0 = method.initial_chains(trainer.data.test[:n], gen)  # type: ignore[attr-defined]
+    return method.sampler.run(trainer.energy, x0, trainer.cfg.method.n_steps, generator=gen)
+
+
+def exact_metrics(trainer: Trainer, n_grid: int) -> tuple[float | None, float | None]:
+    data = trainer.data
+    if data.bounds is None:
+        return None, None
+    energy = trainer.data_space_energy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QuadratureWarning)
+        part = log_partition(energy, data.bounds, n_grid=n_grid, warn=False)
+        test_nll = nll(energy, data.to_data_space(data.test), part)
+        kl = (kl_divergence(data.log_density, energy, data.bounds, n_grid=n_grid, warn=False)
+              if data.log_density is not None else None)
+    return kl, test_nll
+
+
+def run_one(data: str, c: Contender, args: argparse.Namespace) -> Result:
+    cfg = make_config(data, c, args.seed, args.longrun_steps)
+    res = Result(data, c, cfg.sampler.step_size,
+                 longrun_steps=cfg.train.longrun_factor * cfg.method.n_steps)
+    out = Path(tempfile.mkdtemp(prefix=f"learning-{data}-{c.key}-"))
+    try:
+        trainer = Trainer(cfg, out, log=lambda s: None)
+        clock = Clock()
+        time_cosine(trainer, clock, args.budget)
+        d_st: list[float] = []
+        try:
+            with clock.running():
+                while clock() < args.budget:
+                    d_st.append(trainer.train_step()["d_st"])
+        except TrainingError as e:
+            res.error = str(e)
+        res.iterations, res.seconds = trainer.iteration, clock()
+        half = d_st[len(d_st) // 2:]
+        if half:
+            res.d_st = (statistics.fmean(half), statistics.pstdev(half))
+        if res.error is not None:
+            return res
+        res.kl, res.nll = exact_metrics(trainer, args.n_grid)
+        n = min(1000, trainer.data.test.shape[0])
+        try:
+            res.short = sample_quality(trainer, short_run_samples(trainer, n), n)
+        except Exception as e:  # noqa: BLE001 - a diverging sampler is a result
+            res.short = {"error": str(e)}
+        with contextlib.redirect_stdout(io.StringIO()):
+            record = trainer.long_run_check()
+        res.long_data = record.get("data", {})
+        res.long_noise = record.get("noise", {})
+        return res
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+# -- the TorchEBM comparison -----------------------------------------------------------------
+@dataclass
+class Side:
+    """One of the two trainings of the peer comparison."""
+
+    name: str
+    step: Callable[[], None]
+    energy_x: Callable[[], nn.Module]
+    clock: Clock = field(default_factory=Clock)
+    iterations: int = 0
+    curve: list[tuple[float, int, float]] = field(default_factory=list)  # (s, iters, KL)
+    error: str | None = None
+
+
+def torchebm_side(trainer: Trainer, budget: float, seed: int) -> Side:
+    """TorchEBM 0.8.9's PCD on a copy of the trainer's network, data, batch and optimiser."""
+    from torchebm.core import BaseModel
+    from torchebm.losses import ContrastiveDivergence
+    from torchebm.samplers import LangevinDynamics
+
+    cfg = trainer.cfg
+    net = type(trainer.energy)(trainer.data.dim, width=cfg.model.width, depth=cfg.model.depth,
+                               activation=cfg.model.activation)
+    net.load_state_dict(trainer.energy.state_dict())  # the same initial weights
+
+    class Wrapped(BaseModel):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__(dtype=torch.float32, device=torch.device("cpu"))
+            self.inner = inner
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.inner(x)
+
+    model = Wrapped(net)
+    # TorchEBM's step is x ← x − h∇U + ν√(2h)ξ: h = s and ν = 1 is temperature 1, as ebmlab's.
+    sampler = LangevinDynamics(model, step_size=cfg.sampler.step_size, noise_scale=1.0)
+    loss_fn = ContrastiveDivergence(
+        model=model, sampler=sampler, k_steps=cfg.method.n_steps, persistent=True,
+        buffer_size=cfg.method.buffer_size, energy_reg_weight=cfg.method.energy_penalty,
+    )  # its own defaults otherwise: init_steps=100, new_sample_ratio=0.05, FIFO buffer
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr,
+                           betas=(cfg.train.beta1, cfg.train.beta2))
+    gen = torch.Generator().manual_seed(seed + 1)
+    train = trainer.data.train
+    side = Side("TorchEBM ContrastiveDivergence(persistent=True)", lambda: None,
+                lambda: DataSpaceEnergy(net, trainer.data.shift, trainer.data.scale))
+
+    def step() -> None:
+        lr = cfg.train.lr
+        if cfg.train.lr_schedule == "cosine":
+            lr *= 0.5 * (1 + math.cos(math.pi * min(1.0, side.clock() / budget)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(0, train.shape[0], (cfg.train.batch_size,), generator=gen)
+        loss, _ = loss_fn(train[idx], generator=gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    side.step = step
+    return side
+
+
+def peer_comparison(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
+    c = next(x for x in CONTENDERS if x.key == "persistent")
+    cfg = make_config("8gaussians", c, args.seed, args.longrun_steps)
+    out = Path(tempfile.mkdtemp(prefix="learning-peer-"))
+    try:
+        trainer = Trainer(cfg, out, log=lambda s: None)
+        ours = Side("ebmlab persistent (Langevin)", lambda: None, trainer.data_space_energy)
+        time_cosine(trainer, ours.clock, args.peer_budget)
+
+        def our_step() -> None:
+            trainer.train_step()
+
+        ours.step = our_step
+        try:
+            theirs = torchebm_side(trainer, args.peer_budget, args.seed)
+        except ImportError as e:
+            return [f"TorchEBM not available ({e}); `pip install --no-deps torchebm==0.8.9`."], {}
+        sides = [ours, theirs]
+        marks = [args.peer_budget * (k + 1) / args.peer_evals for k in range(args.peer_evals)]
+        rng = random.Random(args.seed)
+        data = trainer.data
+
+        def score(side: Side) -> float:
+            return kl_divergence(data.log_density, side.energy_x(), data.bounds,
+                                 n_grid=args.n_grid, warn=False)
+
+        for mark in marks:
+            while any(s.error is None and s.clock() < mark for s in sides):
+                order = sides[:]
+                rng.shuffle(order)
+                for s in order:  # one slice each, in a shuffled order
+                    if s.error is not None or s.clock() >= mark:
+                        continue
+                    target = min(mark, s.clock() + args.slice)
+                    try:
+                        with s.clock.running():
+                            while s.clock() < target:
+                                s.step()
+                                s.iterations += 1
+                    except (TrainingError, RuntimeError, ValueError) as e:
+                        s.error = str(e)
+            for s in sides:
+                if s.error is None:
+                    s.curve.append((s.clock(), s.iterations, score(s)))
+        lines = [
+            "| training time (s) | " + " | ".join(f"{s.name}: KL (iterations)" for s in sides)
+            + " |",
+            "|---:|" + "---:|" * len(sides),
+        ]
+        for k, mark in enumerate(marks):
+            cells = []
+            for s in sides:
+                cells.append(f"{s.curve[k][2]:.4f} ({s.curve[k][1]})" if k < len(s.curve)
+                             else f"stopped: {s.error}")
+            lines.append(f"| {mark:.0f} | " + " | ".join(cells) + " |")
+        summary: dict[str, Any] = {}
+        for s in sides:
+            hit = next((t for t, _, kl in s.curve if kl <= args.kl_goal), None)
+            summary[s.name] = {"first_time_kl_goal": hit,
+                               "final_kl": s.curve[-1][2] if s.curve else None,
+                               "iterations": s.iterations, "error": s.error}
+        return lines, summary
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+# -- report -------------------------------------------------------------------------------------
+def fmt(v: float | None, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if not math.isfinite(v):
+        return str(v)
+    if v != 0 and abs(v) < 10 ** -digits:
+        return f"{v:.1e}"
+    return f"{v:.{digits}f}"
+
+
+def quality(d: dict[str, Any]) -> str:
+    if not d:
+        return "–"
+    if "error" in d:
+        return "diverged"
+    return f"{fmt(d.get('mmd2'), 4)} / {fmt(d.get('kde_kl'), 2)}"
+
+
+def results_table(results: list[Result]) -> list[str]:
+    lines = [
+        "| data | method | s | iterations | KL (nats) | test NLL | short-run MMD² / KDE-KL "
+        "| long-run from data MMD² / KDE-KL | long-run from noise MMD² / KDE-KL "
+        "| d_st mean ± sd |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if r.error is not None:
+            dst = "–" if r.d_st is None else f"{r.d_st[0]:+.3f} ± {r.d_st[1]:.3f}"
+            lines.append(f"| {r.data} | {r.contender.label} | {r.step:g} | {r.iterations} | "
+                         f"failed: {r.error} | | | | | {dst} |")
+            continue
+        dst = "–" if r.d_st is None else f"{r.d_st[0]:+.3f} ± {r.d_st[1]:.3f}"
+        lines.append(
+            f"| {r.data} | {r.contender.label} | {r.step:g} | {r.iterations} | {fmt(r.kl)} | "
+            f"{fmt(r.nll)} | {quality(r.short)} | {quality(r.long_data)} | "
+            f"{quality(r.long_noise)} | {dst} |")
+    return lines
+
+
+def version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def report(args: argparse.Namespace, results: list[Result], peer: tuple[list[str], dict],
+           elapsed: float) -> str:
+    command = "python bench/learning.py " + " ".join(shlex.quote(a) for a in args.argv)
+    lines = [
+        "# Learning benchmark: ML methods at a fixed wall-clock budget",
+        "",
+        f"Command: `{command.strip()}`",
+        "",
+        f"- {platform.platform()}, Python {platform.python_version()}, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} thread(s), "
+        f"{os.cpu_count()} cores visible",
+        f"- ebmlab {version('ebmlab')}, torchebm {version('torchebm')}; seed {args.seed}; "
+        f"wall time {elapsed:.0f} s",
+        f"- budget {args.budget:g} s of training per run (cosine learning rate over that "
+        f"time); quadrature on {args.n_grid}² cells",
+        f"- shared settings: `{' '.join(COMMON)}`",
+        "- contenders (`sampler.step_size` = s from the table):",
+    ]
+    for c in CONTENDERS:
+        extra = f", `sampler.noise_scale={TEMPERED_NOISE}`" if c.noise == "tempered" else ""
+        factor = f", s = {c.step_factor:g} × the data set's step" if c.step_factor != 1 else ""
+        lines.append(f"  - {c.label}: `{' '.join(c.overrides)}`{extra}{factor}")
+    lines += [
+        "",
+        "Columns: *KL* = exact KL(p_data ‖ p_θ) by quadrature (moons has no closed-form "
+        "density: see the test NLL); *short-run* = 1000 of the method's own negatives "
+        "(K steps from noise, the replay buffer or the data); *long-run* = "
+        "`Trainer.long_run_check()`, about "
+        f"{args.longrun_steps} steps from test data and from noise; MMD² against 1000 test "
+        "points, KDE-KL = KL(p_data ‖ Gaussian KDE of the samples); *d_st* over the second "
+        "half of training.",
+        "",
+        *results_table(results),
+        "",
+        "## Peer: TorchEBM persistent contrastive divergence on 8gaussians",
+        "",
+        f"Same `MLPEnergy` and initial weights, standardised data, batch, Adam and cosine "
+        f"schedule over {args.peer_budget:g} s, Langevin step and K, temperature 1. TorchEBM "
+        "keeps its own persistence scheme (buffer of the same size warmed by 100 steps from "
+        "0.01·N(0, I), FIFO write-back, `new_sample_ratio=0.05`); `energy_reg_weight` = "
+        "ebmlab's `method.energy_penalty`. Trainings interleaved in "
+        f"{args.slice:g} s slices; KL scored outside the timed slices.",
+        "",
+        *peer[0],
+        "",
+    ]
+    if peer[1]:
+        ours, theirs = list(peer[1].values())
+        t_ours, t_theirs = ours["first_time_kl_goal"], theirs["first_time_kl_goal"]
+        verdict = ("met" if t_ours is not None and (t_theirs is None or t_ours <= t_theirs / 2)
+                   else "NOT met")
+        lines += [
+            f"Goal: ebmlab reaches KL ≤ {args.kl_goal} in at most half of TorchEBM's wall "
+            f"time (or TorchEBM never does): **{verdict}** — ebmlab first at "
+            f"{fmt(t_ours, 0)} s (final {fmt(ours['final_kl'], 4)}), TorchEBM first at "
+            f"{fmt(t_theirs, 0)} s (final {fmt(theirs['final_kl'], 4)}) within "
+            f"{args.peer_budget:g} s.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+# -- main -------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: short budgets, coarse quadrature (< 3 minutes)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="training seconds per run (default 60; 3 with --quick)")
+    p.add_argument("--peer-budget", type=float, default=None,
+                   help="training seconds per side in the TorchEBM comparison (default 90)")
+    p.add_argument("--peer-evals", type=int, default=None,
+                   help="KL checkpoints over the peer budget (default 12)")
+    p.add_argument("--slice", type=float, default=0.5, help="interleaving slice (s)")
+    p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--methods", default=",".join(c.key for c in CONTENDERS))
+    p.add_argument("--no-peer", action="store_true", help="skip the TorchEBM comparison")
+    p.add_argument("--longrun-steps", type=int, default=None,
+                   help="long-run chain length (default 2000; 200 with --quick)")
+    p.add_argument("--n-grid", type=int, default=None,
+                   help="quadrature cells per axis (default 500; 200 with --quick)")
+    p.add_argument("--kl-goal", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=HERE / "out" / "learning.md")
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    q = args.quick
+    args.budget = args.budget if args.budget is not None else (3.0 if q else 60.0)
+    args.peer_budget = args.peer_budget if args.peer_budget is not None else (
+        6.0 if q else 90.0)
+    args.peer_evals = args.peer_evals or (2 if q else 12)
+    args.longrun_steps = args.longrun_steps or (200 if q else 2000)
+    args.n_grid = args.n_grid or (200 if q else 500)
+    unknown = set(args.datasets.split(",")) - set(DATASETS)
+    if unknown:
+        p.error(f"unknown data set(s) {sorted(unknown)}; choose from {DATASETS}")
+    keys = {c.key for c in CONTENDERS}
+    if set(args.methods.split(",")) - keys:
+        p.error(f"--methods: choose from {sorted(keys)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    methods = args.methods.split(",")
+    results = []
+    for data in args.datasets.split(","):
+        for c in CONTENDERS:
+            if c.key not in methods:
+                continue
+            r = run_one(data, c, args)
+            print(f"[{time.perf_counter() - started:5.0f} s] {data:12s} {c.key:17s} "
+                  f"{r.iterations:6d} it  KL {fmt(r.kl)}  NLL {fmt(r.nll)}"
+                  + (f"  ({r.error})" if r.error else ""), file=sys.stderr, flush=True)
+            results.append(r)
+    peer: tuple[list[str], dict] = ([], {}) if args.no_peer else peer_comparison(args)
+    text = report(args, results, peer, time.perf_counter() - started)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
