@@ -24,7 +24,6 @@ Results go to stdout and to ``bench/out/samplers.md`` (``--out``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import importlib.metadata
 import inspect
@@ -39,7 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from torch import Tensor, nn
 
 from ebmlab.energies.mlp import ConvEnergy, MLPEnergy
 from ebmlab.samplers import Langevin
+from ebmlab.samplers.base import frozen
 
 HERE = Path(__file__).resolve().parent
 BARE = "bare loop (autograd)"
@@ -90,18 +90,6 @@ def workloads(quick: bool) -> dict[str, Workload]:
 
 
 # -- contenders -----------------------------------------------------------------------
-@contextlib.contextmanager
-def frozen_params(module: nn.Module) -> Iterator[None]:
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
 def bare_loop(energy: nn.Module, s: float, sigma: float) -> Run:
     """The loop a user writes: parameters left requiring grad, a new tensor every step."""
 
@@ -121,7 +109,7 @@ def bare_frozen_inplace(energy: nn.Module, s: float, sigma: float) -> Run:
     """Parameters frozen for the run, ``x`` and a noise buffer updated in place."""
 
     def run(x0: Tensor, n_steps: int) -> Tensor:
-        with frozen_params(energy):
+        with frozen(energy):
             x = x0.clone()
             noise = torch.empty_like(x)
             for _ in range(n_steps):
@@ -152,7 +140,7 @@ def bare_compiled(energy: nn.Module, s: float, sigma: float, chunk: int) -> Run:
     compiled = torch.compile(steps, dynamic=False)
 
     def run(x0: Tensor, n_steps: int) -> Tensor:
-        with frozen_params(energy):
+        with frozen(energy):
             x = x0.clone()
             buf = torch.empty((chunk, *x.shape), dtype=x.dtype, device=x.device)
             done = 0
@@ -236,7 +224,7 @@ def contenders(compile_: bool) -> list[Contender]:
         Contender("bare, frozen params + in-place", bare_frozen_inplace, "for reference"),
         Contender("ebmlab Langevin", ebmlab_langevin, "`Langevin(s, σ).run(U, x0, n)`"),
     ]
-    if "compile" in inspect.signature(Langevin).parameters:
+    if compile_ and "compile" in inspect.signature(Langevin).parameters:
         out.append(Contender(
             "ebmlab Langevin(compile=True)",
             lambda e, s, sig: ebmlab_langevin(e, s, sig, compile=True),
@@ -639,7 +627,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--workloads", default="mlp,conv", help="comma list of: mlp, conv")
     p.add_argument("--compile", dest="compile", action="store_true", default=None,
-                   help="add the torch.compile'd bare loops (default: on, off with --quick)")
+                   help="add the compiled contenders: torch.compile'd bare loops and, if "
+                   "Langevin has it, compile=True (default: on, off with --quick)")
     p.add_argument("--no-compile", dest="compile", action="store_false")
     p.add_argument("--no-memory", action="store_true", help="skip the memory probes")
     p.add_argument("--malloc", default="as-is", choices=["as-is", "primed", "tuned"],

@@ -42,10 +42,10 @@ class Langevin(Sampler):
 
     ``compile=True`` runs ``chunk`` steps at a time as one ``torch.compile``'d graph
     (gradients by ``torch.func``) when no callback or trajectory is requested: the
-    same noise stream and non-finite checks, 0.83× (MLP) to 0.73× (ConvNet) the
-    time of a hand-written autograd loop on CPU, after a one-off compile of a few
-    seconds per energy and shape (see ``bench/samplers.py``). Falls back to the eager
-    steps, with a warning, where the energy cannot be compiled.
+    same noise stream and non-finite checks, about 0.8–0.9× the time of a
+    hand-written autograd loop on a CPU MLP, after a one-off compile of a few
+    seconds per energy and shape (see ``bench/samplers.py`` and the README). Falls
+    back to the eager steps, with a warning, where the energy cannot be compiled.
     """
 
     name = "langevin"
