@@ -191,3 +191,32 @@ def test_dual_averaging_reaches_target_acceptance(sampler, target_accept):
           callback=lambda i, s, info: accepts.append(info.accept_prob.mean().item()))
     assert state.step_size == frozen  # adaptation is over: the kernel is exact again
     assert abs(np.mean(accepts) - target_accept) < 0.06
+
+
+def brute_force_phi(energy, x, features, h):
+    """φ*(xᵢ) = (1/n) Σⱼ [−∇U(xⱼ) k(xⱼ, xᵢ) + ∇_{xⱼ} k(xⱼ, xᵢ)], pair by pair with autograd."""
+    n = x.shape[0]
+    xg = x.clone().requires_grad_(True)
+    score = -torch.autograd.grad(energy(xg).sum(), xg)[0]
+    phi = torch.zeros_like(x)
+    for i in range(n):
+        for j in range(n):
+            a = x[j].clone().requires_grad_(True)
+            k = torch.exp(-(features(a[None]) - features(x[i][None]).detach()).square().sum() / h)
+            (dk,) = torch.autograd.grad(k, a)
+            phi[i] += score[j] * k.detach() + dk
+    return phi / n
+
+
+@pytest.mark.parametrize("use_features", [False, True])
+def test_svgd_direction_matches_direct_formula(use_features):
+    target = Gaussian([0.5, -0.5], COV)
+    x = torch.randn(7, 2, dtype=torch.float64, generator=gen(20))
+    w = torch.randn(2, 3, dtype=torch.float64, generator=gen(21))
+
+    def features(y):
+        return torch.tanh(y @ w) if use_features else y
+
+    svgd = SVGD(0.1, bandwidth=0.7, features=features if use_features else None)
+    phi, _, _ = svgd.direction(target, x)
+    torch.testing.assert_close(phi, brute_force_phi(target, x, features, 0.7))
