@@ -116,6 +116,8 @@ class TrainConfig:
                                      help="cap on the parameter-gradient norm")
     seed: int = option(0)
     device: str = option("cpu", help="cpu, cuda, cuda:1, ...")
+    threads: int = option(1, low=0, help="CPU threads for torch; 0: torch's default. One "
+                          "thread is fastest for small models and never stalls on a busy machine")
     log_every: int = option(10, low=1)
     ckpt_every: int = option(500, low=1)
     plot_every: int = option(2000, low=0, help="0: plot only at the end")

@@ -316,6 +316,10 @@ def plot_longrun(records: list[dict], path: PathLike) -> Path:
         its = [p[0] for p in pts]
         ax_q.plot(its, [p[1][metric] for p in pts], "o-", color=color, label=f"from {origin}")
         ax_e.plot(its, [p[1]["energy"] for p in pts], "o-", color=color, label=f"from {origin}")
+    ref = [(r["iteration"], r["kde_kl_reference"]) for r in records if "kde_kl_reference" in r]
+    if metric == "kde_kl" and ref:
+        ax_q.plot([p[0] for p in ref], [p[1] for p in ref], "--", color="gray",
+                  label="held-out data (KDE bias)")
     steps = records[-1].get("steps", "?")
     ax_q.set(xlabel="iteration", ylabel=metric,
              title=f"long-run ({steps} steps) sample quality")
