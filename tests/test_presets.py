@@ -16,7 +16,7 @@ PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"
 def test_presets_exist():
     names = {p.stem for p in PRESETS}
     assert {"gmm_convergent", "gmm_nonconvergent", "rings_convergent", "rings_nonconvergent",
-            "rings_anila", "rings_langevin"} <= names
+            "rings_anila", "rings_langevin", "steincd_digits", "steingan_digits"} <= names
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
@@ -25,4 +25,5 @@ def test_preset_loads_and_trains(path, tmp_path):
         "train.iterations=3", "train.progress=false", "train.plot_every=0",
         "train.longrun_factor=1", "data.n_train=500", "data.n_test=200"])
     summary = start_run(cfg, tmp_path / "run").fit()
-    assert summary["iteration"] == 3 and summary["kl"] > 0
+    assert summary["iteration"] == 3
+    assert summary["kl"] > 0 if "kl" in summary else summary["test_ll"] < 0

@@ -168,15 +168,28 @@ def sample_run(args: argparse.Namespace) -> dict[str, Any]:
     if args.chains < 1:
         raise UsageError(f"--chains must be >= 1, got {args.chains}")
     out = fresh_dir(args.out, str(Path(args.run) / "sample"))
-    steps = args.steps if args.steps_given else run.config.method.n_steps
-    x = run.sample(args.chains, n_steps=steps, seed=args.seed)
+    steps = args.steps if args.steps_given else None
+    try:
+        x = run.sample(args.chains, n_steps=steps, seed=args.seed)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "samples.npy", x.cpu().numpy())
+    origin = (f"{steps} sampler steps from noise" if steps is not None
+              else "the method's own samples")
     summary: dict[str, Any] = {"run": str(run.path), "iteration": run.iteration,
-                               "chains": args.chains, "steps": steps, "out": str(out)}
-    if x.shape[1] == 2:
+                               "chains": args.chains,
+                               "steps": steps if steps is not None else run.config.method.n_steps,
+                               "origin": origin, "out": str(out)}
+    shape = run.trainer.data.image_shape
+    if shape is not None:
+        from ebmlab.plots import plot_image_grid
+
+        plot_image_grid(x.clamp(0, 1).cpu(), out / "samples.png", image_shape=shape,
+                        value_range=(0.0, 1.0), title=origin)
+    elif x.shape[1] == 2:
         plot_density(run.energy_x, out / "samples.png", bounds=run.trainer.data.bounds,
-                     samples=x.cpu(), title=f"{steps} sampler steps from noise")
+                     samples=x.cpu(), title=origin)
     return summary
 
 

@@ -22,12 +22,16 @@ from ebmlab.chains import NoiseInit, ReplayBuffer
 from ebmlab.config import ConfigError, option
 from ebmlab.data.arrays import load_array
 from ebmlab.data.toy2d import TOY_DATASETS, canonical_name, make_toy, toy_bounds, toy_log_density
-from ebmlab.energies import MLPEnergy
-from ebmlab.methods import REGIMES, MaximumLikelihood, Method
+from ebmlab.energies import GaussianBernoulliRBM, MLPEnergy
+from ebmlab.generators import DeconvGenerator, MLPGenerator
+from ebmlab.methods import REGIMES, MaximumLikelihood, Method, SteinCD, SteinGAN
 from ebmlab.samplers import SAMPLERS, Sampler, make_sampler
 
 TOY_NAMES = sorted(TOY_DATASETS)
 ARRAY_FORMATS = ("npy", "csv")
+IMAGE_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")  # ebmlab.data.images
+IMAGE_NEEDS_PATH = ("mnist", "fashion_mnist", "cifar10")
+METHODS = (*REGIMES, "steincd", "steingan")
 
 
 # -- the schema ---------------------------------------------------------------------------
@@ -35,28 +39,37 @@ ARRAY_FORMATS = ("npy", "csv")
 
 @dataclass
 class DataConfig:
-    name: str = option("8gaussians", help="a toy set, or 'npy' / 'csv' with data.path")
-    path: str | None = option(None, help="file of shape (N, D) for name = npy / csv")
+    name: str = option("8gaussians", help="a toy set, an image set (digits, mnist, "
+                       "fashion_mnist, cifar10), or 'npy' / 'csv' with data.path")
+    path: str | None = option(None, help="npy / csv: file of shape (N, D); mnist / "
+                              "fashion_mnist: folder of the IDX files; cifar10: folder of "
+                              "the python batches")
+    max_items: int | None = option(None, low=1, help="image sets: read at most this many "
+                                   "train (and test) images")
     n_train: int = option(20000, low=2, help="toy sets: training points drawn")
     n_test: int = option(5000, low=2, help="toy sets: test points drawn")
     test_fraction: float = option(0.1, low=0.0, high=0.5, low_open=True,
                                   help="user arrays: share held out for the test NLL")
     seed: int = option(0, help="seed of the toy draw / the train-test split")
-    standardize: bool = option(True, help="learn on z-scored data (recommended)")
+    standardize: bool = option(True, help="learn on z-scored data (recommended); image "
+                               "sets use one scalar mean and sd for all pixels")
 
     def validate(self) -> None:
-        if self.name in ARRAY_FORMATS:
+        if self.name in ARRAY_FORMATS or self.name in IMAGE_NEEDS_PATH:
             if not self.path:
                 raise ValueError(f"data.path is required when data.name = {self.name!r}")
-        elif self.name not in TOY_NAMES and not _is_toy(self.name):
-            raise ValueError(
-                f"data.name must be one of {TOY_NAMES + list(ARRAY_FORMATS)}, got {self.name!r}"
-            )
+        elif self.name not in IMAGE_NAMES and not _is_toy(self.name):
+            raise ValueError(f"data.name must be one of "
+                             f"{TOY_NAMES + list(IMAGE_NAMES) + list(ARRAY_FORMATS)}, "
+                             f"got {self.name!r}")
 
 
 @dataclass
 class ModelConfig:
-    name: str = option("mlp", choices=["mlp"])
+    name: str = option("mlp", choices=["mlp", "rbm"],
+                       help="mlp: MLPEnergy; rbm: GaussianBernoulliRBM (exact log Z)")
+    n_hidden: int = option(10, low=1, high=24, help="rbm: hidden units (log Z enumerates "
+                           "2^n_hidden states)")
     width: int = option(64, low=1)
     depth: int = option(3, low=1)
     activation: str = option("leaky_relu",
@@ -73,6 +86,9 @@ class SamplerConfig:
                                        help="σ; default √(2s), i.e. temperature 1")
     threshold: float | None = option(None, low=0.0, low_open=True, help="AniLA's b")
     mode: str = option("elementwise", choices=["elementwise", "norm"], help="AniLA's form")
+    bandwidth: float | None = option(None, low=0.0, low_open=True,
+                                     help="svgd: RBF bandwidth h; default med²/log n")
+    normalize: bool = option(False, help="svgd: divide by Σⱼ k instead of n")
     n_leapfrog: int = option(5, low=1)
     friction: float = option(1.0, low=0.0, low_open=True)
     grad_clip: float | None = option(None, low=0.0, low_open=True,
@@ -88,7 +104,9 @@ class SamplerConfig:
 
 @dataclass
 class MethodConfig:
-    name: str = option("persistent", choices=list(REGIMES))
+    name: str = option("persistent", choices=list(METHODS),
+                       help="short_run / persistent / cd (maximum likelihood), steincd, "
+                       "steingan (with cd_prob > 0: SteinCD-GAN(α))")
     n_steps: int = option(20, low=1, help="sampler steps per iteration (K)")
     n_chains: int | None = option(None, low=1, help="negatives per iteration; default batch")
     init: str = option("uniform", choices=["uniform", "gaussian"],
@@ -100,6 +118,25 @@ class MethodConfig:
     energy_penalty: float = option(0.0, low=0.0, help="α in α·mean(U⁺² + U⁻²)")
     data_noise: float = option(0.0, low=0.0, help="sd of noise added to data batches")
     invariant_tuning: bool = option(False, help="learning rate × ε²/2 (Anatomy)")
+    symmetric: bool = option(False, help="steincd: the symmetric update, Eq. (17)")
+    kernel: str = option("rbf", choices=["rbf", "features", "none"],
+                         help="steingan: SVGD kernel on x, on the energy's features, or "
+                         "none (plain gradient, no repulsion)")
+    cd_prob: float = option(0.0, low=0.0, high=1.0,
+                            help="steingan: α, share of SteinCD energy updates")
+    discount: float = option(0.0, low=0.0, high=1.0, help="steingan: γ in mean U⁺ − "
+                             "(1 − γ) mean U⁻ (paper: 0.7)")
+    discount_high: float | None = option(None, low=0.0, high=1.0, help="steingan: γ while "
+                                         "mean U⁺ > mean U⁻ (paper: 0.9)")
+
+
+@dataclass
+class GeneratorConfig:
+    name: str = option("mlp", choices=["mlp", "deconv"],
+                       help="generator network of steingan (deconv: image data)")
+    latent_dim: int = option(16, low=1, help="dimension of the noise ξ ~ N(0, I)")
+    width: int = option(128, low=1, help="hidden width (mlp) / channels (deconv)")
+    depth: int = option(2, low=1, help="mlp: hidden layers")
 
 
 @dataclass
@@ -108,6 +145,8 @@ class TrainConfig:
     batch_size: int = option(200, low=1)
     optimizer: str = option("adam", choices=["adam", "sgd"])
     lr: float = option(1e-3, low=0.0, low_open=True)
+    lr_generator: float | None = option(None, low=0.0, low_open=True,
+                                        help="learning rate of a generator; default train.lr")
     beta1: float = option(0.5, low=0.0, high=1.0)
     beta2: float = option(0.999, low=0.0, high=1.0)
     weight_decay: float = option(0.0, low=0.0)
@@ -137,6 +176,7 @@ class RunConfig:
     sampler: SamplerConfig
     method: MethodConfig
     train: TrainConfig
+    generator: GeneratorConfig
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -161,6 +201,7 @@ class Data:
     scale: Tensor
     log_density: Any  # data-space log p_data (x) -> (B,), or None
     bounds: tuple[tuple[float, float], tuple[float, float]] | None  # data-space plot box
+    image_shape: tuple[int, ...] | None = None  # (C, H, W) of flattened image rows
 
     @property
     def dim(self) -> int:
@@ -170,7 +211,31 @@ class Data:
         return z * self.scale.to(z) + self.shift.to(z)
 
 
+def load_images(cfg: DataConfig) -> Data:
+    """An image set as flat rows ``(N, C·H·W)`` with pixels in [0, 1] (data space); with
+    ``standardize`` one scalar mean and sd for all pixels (a per-pixel sd would blow up
+    the always-blank border pixels)."""
+    from ebmlab.data.images import load_image_dataset
+
+    try:
+        train, _ = load_image_dataset(cfg.name, cfg.path, split="train", limit=cfg.max_items)
+        test, _ = load_image_dataset(cfg.name, cfg.path, split="test", limit=cfg.max_items)
+    except (OSError, ValueError) as e:
+        raise ConfigError(str(e).splitlines()[0] if str(e) else repr(e)) from None
+    shape = tuple(train.shape[1:])
+    train, test = train.reshape(train.shape[0], -1), test.reshape(test.shape[0], -1)
+    d = train.shape[1]
+    if cfg.standardize:
+        shift, scale = train.mean().expand(d).clone(), train.std().clamp_min(1e-6).expand(d).clone()
+    else:
+        shift, scale = torch.zeros(d), torch.ones(d)
+    return Data(cfg.name, (train - shift) / scale, (test - shift) / scale, shift, scale,
+                None, None, image_shape=shape)
+
+
 def load_data(cfg: DataConfig) -> Data:
+    if cfg.name in IMAGE_NAMES:
+        return load_images(cfg)
     if cfg.name in ARRAY_FORMATS:
         assert cfg.path is not None
         path = Path(cfg.path)
@@ -226,11 +291,13 @@ class DataSpaceEnergy(nn.Module):
 
 
 def build_energy(cfg: ModelConfig, dim: int) -> nn.Module:
+    if cfg.name == "rbm":
+        return GaussianBernoulliRBM(dim, cfg.n_hidden)
     return MLPEnergy(dim, width=cfg.width, depth=cfg.depth, activation=cfg.activation,
                      spectral_norm=cfg.spectral_norm)
 
 
-def build_sampler(cfg: SamplerConfig) -> Sampler:
+def build_sampler(cfg: SamplerConfig, features: Any = None) -> Sampler:
     kwargs: dict[str, Any] = {"step_size": cfg.step_size, "grad_clip": cfg.grad_clip,
                               "clamp": None if cfg.clamp is None else tuple(cfg.clamp)}
     if cfg.name in ("langevin", "anila") and cfg.noise_scale is not None:
@@ -241,14 +308,69 @@ def build_sampler(cfg: SamplerConfig) -> Sampler:
         kwargs["n_leapfrog"] = cfg.n_leapfrog
     elif cfg.name == "underdamped":
         kwargs["friction"] = cfg.friction
+    elif cfg.name == "svgd":
+        kwargs.update(bandwidth=cfg.bandwidth, normalize=cfg.normalize, features=features)
     try:
         return make_sampler(cfg.name, **kwargs)
     except ValueError as e:
         raise ConfigError(f"[sampler] {e}") from None
 
 
+def build_generator(cfg: GeneratorConfig, data: Data) -> nn.Module:
+    """The generator of SteinGAN, mapping ξ ~ N(0, I) to (standardised) data rows."""
+    shape = data.image_shape if cfg.name == "deconv" else (data.dim,)
+    if shape is None:
+        raise ConfigError("generator.name = 'deconv' needs image data (data.name = digits, ...)")
+    try:
+        if cfg.name == "deconv":
+            net: nn.Module = DeconvGenerator(cfg.latent_dim, shape, channels=cfg.width)
+        else:
+            net = MLPGenerator(cfg.latent_dim, shape, width=cfg.width, depth=cfg.depth)
+    except ValueError as e:
+        raise ConfigError(f"[generator] {e}") from None
+    return FlatOutput(net, data.dim) if cfg.name == "deconv" else net
+
+
+class FlatOutput(nn.Module):
+    """Wraps an image generator so it emits flat rows ``(B, C·H·W)`` like the data."""
+
+    def __init__(self, net: nn.Module, dim: int) -> None:
+        super().__init__()
+        self.net, self.dim = net, dim
+        self.latent_dim = net.latent_dim
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z).reshape(z.shape[0], self.dim)
+
+
+def build_stein_method(cfg: RunConfig, energy: nn.Module, data: Data) -> Method:
+    m = cfg.method
+    if cfg.sampler.name != "svgd":
+        raise ConfigError(f"method.name = {m.name!r} needs sampler.name = 'svgd', "
+                          f"got {cfg.sampler.name!r}")
+    features = None
+    if m.kernel == "features":
+        features = getattr(energy, "features", None)
+        if features is None:
+            raise ConfigError(f"method.kernel = 'features': model {cfg.model.name!r} has no "
+                              "features()")
+    sampler = build_sampler(cfg.sampler, features=features)
+    try:
+        if m.name == "steincd":
+            return SteinCD(energy, sampler, symmetric=m.symmetric,
+                           energy_penalty=m.energy_penalty)
+        gen = build_generator(cfg.generator, data).to(data.train.device, data.train.dtype)
+        return SteinGAN(energy, gen, sampler, kernel=m.kernel, cd_prob=m.cd_prob,
+                        discount=m.discount, discount_high=m.discount_high,
+                        energy_penalty=m.energy_penalty, n_samples=m.n_chains)
+    except ValueError as e:
+        raise ConfigError(f"[method] {e}") from None
+
+
 def build_method(cfg: RunConfig, energy: nn.Module, data: Data) -> Method:
     m = cfg.method
+    if m.name in ("steincd", "steingan"):
+        return build_stein_method(cfg, energy, data)
     noise = NoiseInit(
         (data.dim,),
         kind=m.init,

@@ -1,7 +1,8 @@
 """The figures of a training run, written into its directory.
 
 ``density.png`` (learned density with data), ``samples.png`` (fresh samples of
-the run's own sampler from its noise, over the density), ``diagnosis.png``
+the method's own generative process: short-run chains from noise or its generator,
+over the density; a grid for image data, next to ``data.png``), ``diagnosis.png``
 (d_st / r_t, see :func:`ebmlab.plots.plot_diagnosis`) and ``longrun.png``.
 """
 
@@ -11,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ebmlab.plots import plot_density, plot_diagnosis, plot_longrun
+from ebmlab.plots import plot_density, plot_diagnosis, plot_image_grid, plot_longrun
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -37,21 +38,36 @@ def plot_run(out: Path, trainer: Any) -> list[Path]:
     longrun = read_jsonl(out / "longrun.jsonl")
     if longrun:
         written.append(plot_longrun(longrun, out / "longrun.png"))
+    gen = trainer.side_generator(2)
+    if data.image_shape is not None:
+        return written + _image_grids(out, trainer, gen)
     if data.dim != 2:
         return written
     energy = trainer.data_space_energy()
     test = data.to_data_space(data.test[:2000]).cpu()
     written.append(plot_density(energy, out / "density.png", bounds=data.bounds, data=test,
                                 title=f"learned density, iteration {trainer.iteration}"))
-    gen = trainer.side_generator(2)
-    x0 = method.noise_init(min(2000, data.test.shape[0]), gen)
-    if x0 is not None and method.sampler is not None:
-        steps = trainer.cfg.method.n_steps
-        x = method.sampler.run(trainer.energy, x0, steps, generator=gen)
+    x, origin = trainer.model_samples(min(2000, data.test.shape[0]), gen)
+    if x is not None:
         written.append(plot_density(
             energy, out / "samples.png", bounds=data.bounds,
-            samples=data.to_data_space(x).cpu(),
-            title=f"short-run samples ({steps} steps from noise), iteration {trainer.iteration}"))
+            samples=data.to_data_space(x.detach()).cpu(),
+            title=f"{origin}, iteration {trainer.iteration}"))
+    return written
+
+
+def _image_grids(out: Path, trainer: Any, gen: Any) -> list[Path]:
+    """``data.png`` (test images) and ``samples.png`` (the method's samples) as grids."""
+    data = trainer.data
+    shape = data.image_shape
+    written = [plot_image_grid(data.to_data_space(data.test[:64]).cpu(), out / "data.png",
+                               image_shape=shape, value_range=(0.0, 1.0), title="test images")]
+    x, origin = trainer.model_samples(64, gen)
+    if x is not None:
+        x = data.to_data_space(x.detach()).clamp(0, 1).cpu()
+        written.append(plot_image_grid(
+            x, out / "samples.png", image_shape=shape, value_range=(0.0, 1.0),
+            title=f"{origin}, iteration {trainer.iteration}"))
     return written
 
 

@@ -245,7 +245,7 @@ def plot_traces(
     return _save(fig, path)
 
 
-__all__ = ["plot_density", "plot_samples", "plot_traces", "plot_trajectories"]
+__all__ = ["plot_density", "plot_image_grid", "plot_samples", "plot_traces", "plot_trajectories"]
 
 
 def _correlation(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
@@ -328,3 +328,70 @@ def plot_longrun(records: list[dict], path: PathLike) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_image_grid(
+    images: ArrayLike,
+    path: PathLike | None = None,
+    nrow: int | None = None,
+    title: str | None = None,
+    *,
+    image_shape: tuple[int, ...] | None = None,
+    value_range: tuple[float, float] | None = None,
+    cmap: str = "gray",
+    padding: int = 1,
+) -> Path | Figure:
+    """A batch of images laid out in a grid of ``nrow`` images per row (default ≈ √N).
+
+    ``images`` is ``(N, C, H, W)`` with ``C`` 1 (grey, ``cmap``) or 3 (RGB), ``(N, H, W)``,
+    or flat ``(N, D)`` with ``image_shape`` ``(H, W)`` or ``(C, H, W)`` (square grey when
+    omitted and ``D`` is a perfect square). Values are mapped linearly from
+    ``value_range`` (default: the batch's finite min / max) to ``[0, 1]`` and clipped;
+    images are separated by ``padding`` white pixels. Writes a PNG to ``path`` and returns
+    the path, or, with ``path=None``, returns the Figure without saving.
+    """
+    a = _np(images, "images")
+    if a.ndim == 2:
+        if image_shape is None:
+            side = math.isqrt(a.shape[1])
+            if side * side != a.shape[1] or side == 0:
+                raise ValueError(
+                    f"images of shape {a.shape} are flat: pass image_shape=(H, W) or (C, H, W)"
+                )
+            image_shape = (side, side)
+        if math.prod(image_shape) != a.shape[1]:
+            raise ValueError(f"image_shape {tuple(image_shape)} does not hold {a.shape[1]} values")
+        a = a.reshape(a.shape[0], *image_shape)
+    if a.ndim == 3:
+        a = a[:, None]
+    if a.ndim != 4 or a.shape[1] not in (1, 3) or 0 in a.shape:
+        raise ValueError(
+            f"images must have shape (N, C, H, W) with C 1 or 3, (N, H, W) or (N, D); got {a.shape}"
+        )
+    if nrow is not None and (isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1):
+        raise ValueError(f"nrow must be an integer >= 1, got {nrow!r}")
+    n, c, h, w = a.shape
+    if value_range is None:
+        finite = a[np.isfinite(a)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    else:
+        lo, hi = (float(v) for v in value_range)
+    a = np.clip((a - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
+    cols = min(n, nrow or math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / cols)
+    p = max(int(padding), 0)
+    grid = np.ones((rows * (h + p) + p, cols * (w + p) + p, c))
+    for i in range(n):
+        r, q = divmod(i, cols)
+        top, left = p + r * (h + p), p + q * (w + p)
+        grid[top:top + h, left:left + w] = a[i].transpose(1, 2, 0)
+    scale = min(10.0 / grid.shape[1], 10.0 / grid.shape[0], 0.25)  # inches per pixel
+    fig = _new_figure(max(grid.shape[1] * scale, 2.0), max(grid.shape[0] * scale, 2.0) + 0.3)
+    ax = fig.add_subplot()
+    if c == 1:
+        ax.imshow(grid[..., 0], cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(grid, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title or f"{n} images, range [{lo:.3g}, {hi:.3g}]", fontsize="small")
+    return fig if path is None else _save(fig, path)

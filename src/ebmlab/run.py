@@ -54,14 +54,20 @@ class Run:
         return self.trainer.iteration
 
     def sample(self, n: int, n_steps: int | None = None, seed: int = 0) -> Tensor:
-        """``n`` samples in data coordinates: the run's sampler from its noise init."""
+        """``n`` samples in data coordinates: the method's own generative process (short-run
+        chains from its noise init, or its generator; an RBM's Gibbs chains otherwise);
+        ``n_steps`` runs the run's sampler for that many steps from the noise init instead."""
         gen = torch.Generator(device=self.trainer.device).manual_seed(seed)
-        x0 = self.trainer.method.noise_init(n, gen)
-        if x0 is None:
-            raise ValueError("this run's method has no noise initialisation to sample from")
-        steps = n_steps if n_steps is not None else self.config.method.n_steps
-        x = self.sampler.run(self.energy, x0, steps, generator=gen)
-        return self.trainer.data.to_data_space(x)
+        method = self.trainer.method
+        if n_steps is None:
+            x, _ = self.trainer.model_samples(n, gen)
+        else:
+            x0 = method.noise_init(n, gen)
+            x = None if x0 is None else self.sampler.run(self.energy, x0, n_steps, generator=gen)
+        if x is None:
+            raise ValueError(f"method {method.name!r} has no noise initialisation or generator "
+                             "to sample from")
+        return self.trainer.data.to_data_space(x.detach())
 
     def summary(self) -> dict[str, Any]:
         path = self.path / SUMMARY_FILE

@@ -91,9 +91,12 @@ class Trainer:
                                     weight_decay=t.weight_decay)
         return torch.optim.SGD(module.parameters(), lr=t.lr, weight_decay=t.weight_decay)
 
-    def learning_rate(self, iteration: int) -> float:
+    def learning_rate(self, iteration: int, module: str = "energy") -> float:
+        """The learning rate of ``module`` at ``iteration`` (``train.lr_generator`` for a
+        generator when set)."""
         t = self.cfg.train
-        lr = t.lr * self.method.lr_scale() * self.lr_factor
+        base = t.lr_generator if module == "generator" and t.lr_generator is not None else t.lr
+        lr = base * self.method.lr_scale() * self.lr_factor
         if t.lr_schedule == "cosine":
             lr *= 0.5 * (1 + math.cos(math.pi * iteration / t.iterations))
         return lr
@@ -134,6 +137,21 @@ class Trainer:
         seed = (self.cfg.train.seed * 1_000_003 + self.iteration * 7919 + salt) % (2**63)
         return torch.Generator(device=self.device).manual_seed(seed)
 
+    def model_samples(self, n: int, generator: torch.Generator | None = None
+                      ) -> tuple[Tensor | None, str]:
+        """``n`` samples (standardised space) of the method's own generative process (short-run
+        chains from noise, a generator), else an RBM's block-Gibbs chains; and their origin."""
+        x = self.method.sample(n, generator)
+        if x is not None:
+            if getattr(self.method, "generator", None) is not None:
+                return x.detach(), "generator samples"
+            return x.detach(), f"short-run samples ({self.cfg.method.n_steps} steps from noise)"
+        if hasattr(self.energy, "gibbs"):
+            with torch.no_grad():
+                return self.energy.sample(n, n_steps=1000, generator=generator), \
+                    "1000 block-Gibbs sweeps"
+        return None, "none"
+
     # -- one iteration --------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         it = self.iteration
@@ -153,7 +171,6 @@ class Trainer:
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         loss.backward()
-        lr = self.learning_rate(it)
         grad_norms = {}
         for name, module in self.method.modules().items():
             params = [p for p in module.parameters() if p.grad is not None]
@@ -164,11 +181,13 @@ class Trainer:
                 raise TrainingError(f"iteration {it}: non-finite gradient of the {name}")
             grad_norms[f"grad_norm_{name}"] = float(norm)
             opt = self.optimizers[name]
+            lr = self.learning_rate(it, name)
             for group in opt.param_groups:
                 group["lr"] = lr
             opt.step()
         self.iteration += 1
-        metrics = {"loss": float(loss.detach()), **out.metrics, **grad_norms, "lr": lr}
+        metrics = {"loss": float(loss.detach()), **out.metrics, **grad_norms,
+                   "lr": self.learning_rate(it)}
         for k, v in metrics.items():
             if not math.isfinite(v):
                 raise TrainingError(f"iteration {it}: non-finite {k}")
@@ -248,6 +267,15 @@ class Trainer:
         from ebmlab.evaluate.exact2d import kl_divergence, log_partition, nll
 
         result: dict[str, Any] = {"iteration": self.iteration}
+        if hasattr(self.energy, "log_partition"):
+            # Exact likelihood (e.g. the RBM's enumerated log Z), in data-space units:
+            # log p_x(x) = log p_z(z) − Σ log scale.
+            with torch.no_grad():
+                log_z = float(self.energy.log_partition())
+                ll = self.energy.log_prob(self.data.test).double().mean()
+                train_ll = self.energy.log_prob(self.data.train[:10000]).double().mean()
+            jac = float(self.data.scale.double().log().sum())
+            result.update(log_z=log_z, test_ll=float(ll) - jac, train_ll=float(train_ll) - jac)
         if self.data.dim != 2 or self.data.bounds is None:
             with torch.no_grad():
                 result["energy_test"] = float(self.energy(self.data.test).mean())

@@ -1,6 +1,19 @@
-"""Data: 2-D toy sets with exact densities where they exist, and array-file loading."""
+"""Data: 2-D toy sets with exact densities where they exist, array-file loading, and image
+sets (scikit-learn's digits; MNIST, Fashion-MNIST and CIFAR-10 from downloaded files)."""
 
 from ebmlab.data.arrays import load_array
+from ebmlab.data.images import (
+    CIFAR10_CLASSES,
+    IMAGE_DATASETS,
+    ImageData,
+    ImageDataError,
+    ImageDataNotFoundError,
+    load_cifar10,
+    load_digits,
+    load_fashion_mnist,
+    load_image_dataset,
+    load_mnist,
+)
 from ebmlab.data.toy2d import (
     TOY_DATASETS,
     checkerboard,
@@ -18,10 +31,20 @@ from ebmlab.data.toy2d import (
 )
 
 __all__ = [
+    "CIFAR10_CLASSES",
+    "IMAGE_DATASETS",
     "TOY_DATASETS",
+    "ImageData",
+    "ImageDataError",
+    "ImageDataNotFoundError",
     "checkerboard",
     "eight_gaussians",
     "load_array",
+    "load_cifar10",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_image_dataset",
+    "load_mnist",
     "make_toy",
     "moons",
     "pinwheel",

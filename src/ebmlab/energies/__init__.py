@@ -2,5 +2,14 @@
 
 from ebmlab.energies.analytic import AnalyticEnergy, Gaussian, GaussianMixture, Rings
 from ebmlab.energies.mlp import ConvEnergy, MLPEnergy
+from ebmlab.energies.rbm import GaussianBernoulliRBM
 
-__all__ = ["AnalyticEnergy", "ConvEnergy", "Gaussian", "GaussianMixture", "MLPEnergy", "Rings"]
+__all__ = [
+    "AnalyticEnergy",
+    "ConvEnergy",
+    "Gaussian",
+    "GaussianBernoulliRBM",
+    "GaussianMixture",
+    "MLPEnergy",
+    "Rings",
+]

@@ -57,6 +57,12 @@ class MLPEnergy(nn.Module):
             raise ValueError(f"MLPEnergy expects shape (B, {self.dim}), got {tuple(x.shape)}")
         return self.net(x).squeeze(1)
 
+    def features(self, x: Tensor) -> Tensor:
+        """The last hidden layer ``(B, width)``, e.g. for an SVGD kernel on features."""
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"MLPEnergy expects shape (B, {self.dim}), got {tuple(x.shape)}")
+        return self.net[:-1](x)
+
 
 class ConvEnergy(nn.Module):
     """A small ConvNet energy for images ``(B, C, H, W) -> (B,)``.

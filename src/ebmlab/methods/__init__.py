@@ -2,5 +2,6 @@
 
 from ebmlab.methods.base import Method, StepOutput
 from ebmlab.methods.mle import REGIMES, MaximumLikelihood
+from ebmlab.methods.stein import SteinCD, SteinGAN
 
-__all__ = ["REGIMES", "MaximumLikelihood", "Method", "StepOutput"]
+__all__ = ["REGIMES", "MaximumLikelihood", "Method", "SteinCD", "SteinGAN", "StepOutput"]

@@ -47,6 +47,11 @@ class Method:
         """``n`` chains from the method's noise distribution (``None`` if it has none)."""
         return None
 
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
+        """``n`` samples of the method's own generative process (short-run chains from
+        noise, a generator network), for plots; ``None`` if it has none."""
+        return None
+
     def lr_scale(self) -> float:
         """Factor applied to every learning rate (1 unless the method tunes it)."""
         return 1.0

@@ -73,6 +73,12 @@ class MaximumLikelihood(Method):
     def modules(self) -> dict[str, nn.Module]:
         return {"energy": self.energy}
 
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
+        """Short-run samples: ``n_steps`` sampler steps from the noise source."""
+        x0 = self.noise_init(n, generator)
+        return None if x0 is None else self.sampler.run(self.energy, x0, self.n_steps,
+                                                        generator=generator)
+
     def lr_scale(self) -> float:
         step = getattr(self.sampler, "step_size", None)
         return float(step) if self.invariant_tuning and step is not None else 1.0
