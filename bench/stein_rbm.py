@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 
 from ebmlab.config import load_config
-from ebmlab.experiment import RunConfig
+from ebmlab.experiment import Data, RunConfig, load_data
 from ebmlab.plots import plot_image_grid
 from ebmlab.train import Trainer
 
@@ -127,9 +127,8 @@ def diversity(samples: Tensor, reference: Tensor, test: Tensor) -> dict[str, flo
 
 def run_one(c: Contender, seed: int, args: argparse.Namespace) -> Result:
     res = Result(c, seed)
-    overrides = [f"data.name={args.data}", *([f"data.path={args.path}"] if args.path else []),
-                 *([f"data.max_items={args.max_items}"] if args.max_items else []),
-                 *COMMON, *c.overrides, f"train.iterations={args.iterations}",
+    overrides = [*data_overrides(args), *COMMON, *c.overrides,
+                 f"train.iterations={args.iterations}",
                  f"train.seed={seed}", "train.progress=false", "train.plot_every=0",
                  "train.ckpt_every=1000000000", "train.log_every=1000000000",
                  f"train.threads={args.threads}"]
@@ -141,7 +140,9 @@ def run_one(c: Contender, seed: int, args: argparse.Namespace) -> Result:
         try:
             for it in range(args.iterations + 1):
                 if it in marks:
-                    res.curve.append((it, seconds, trainer.evaluate()["test_ll"]))
+                    evaluation = trainer.evaluate()
+                    res.curve.append((it, seconds, evaluation["test_ll"]))
+                    res.train_ll = evaluation["train_ll"]
                 if it < args.iterations:
                     t0 = time.perf_counter()
                     trainer.train_step()
@@ -149,7 +150,6 @@ def run_one(c: Contender, seed: int, args: argparse.Namespace) -> Result:
         except Exception as e:  # noqa: BLE001 - report a failed method, keep the others
             res.error = f"{type(e).__name__}: {e}"
             return res
-        res.train_ll = trainer.evaluate()["train_ll"]
         gen = torch.Generator().manual_seed(seed + 77)
         data = trainer.data
         n = min(1000, data.train.shape[0])
@@ -159,17 +159,19 @@ def run_one(c: Contender, seed: int, args: argparse.Namespace) -> Result:
     return res
 
 
-def baselines(args: argparse.Namespace) -> dict[str, float]:
+def data_overrides(args: argparse.Namespace) -> list[str]:
+    return [f"data.name={args.data}", *([f"data.path={args.path}"] if args.path else []),
+            *([f"data.max_items={args.max_items}"] if args.max_items else [])]
+
+
+def bench_data(args: argparse.Namespace) -> Data:
+    return load_data(load_config(RunConfig, overrides=data_overrides(args)).data)
+
+
+def baselines(data: Data) -> dict[str, float]:
     """Exact test log-likelihoods (nats per image, pixel units) of simple density models."""
     from sklearn.mixture import GaussianMixture
 
-    cfg = load_config(RunConfig, overrides=[f"data.name={args.data}",
-                                            *([f"data.path={args.path}"] if args.path else []),
-                                            *([f"data.max_items={args.max_items}"]
-                                              if args.max_items else [])])
-    from ebmlab.experiment import load_data
-
-    data = load_data(cfg.data)
     train = data.to_data_space(data.train).double().numpy()
     test = data.to_data_space(data.test).double().numpy()
     d = train.shape[1]
@@ -237,7 +239,7 @@ def report(args: argparse.Namespace, results: list[Result], base: dict[str, floa
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     finals: dict[str, float] = {}
-    for c in CONTENDERS:
+    for c in dict.fromkeys(r.contender for r in results):
         runs = [r for r in results if r.contender.key == c.key]
         ok = [r for r in runs if r.error is None and r.curve]
         if not ok:
@@ -327,12 +329,8 @@ def main(argv: list[str] | None = None) -> None:
                 plot_image_grid(r.samples[:64], args.out / f"samples_{c.key}.png",
                                 image_shape=r.image_shape,
                                 value_range=(0.0, 1.0), title=c.label)
-    base = baselines(args)
-    cfg = load_config(RunConfig, overrides=[f"data.name={args.data}",
-                                            *([f"data.path={args.path}"] if args.path else [])])
-    from ebmlab.experiment import load_data
-
-    data = load_data(cfg.data)
+    data = bench_data(args)
+    base = baselines(data)
     test = data.to_data_space(data.test).cpu()
     train = data.to_data_space(data.train).cpu()
     n = min(1000, train.shape[0])
@@ -341,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     text, finals = report(args, results, base, test_div, n, time.perf_counter() - started)
     (args.out / "report.md").write_text(text + "\n")
     print(text)
-    print(json.dumps({k: round(v, 4) for k, v in finals.items()}))
+    print(json.dumps({k: round(v, 4) if math.isfinite(v) else None for k, v in finals.items()}))
 
 
 if __name__ == "__main__":

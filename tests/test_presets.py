@@ -26,4 +26,7 @@ def test_preset_loads_and_trains(path, tmp_path):
         "train.longrun_factor=1", "data.n_train=500", "data.n_test=200"])
     summary = start_run(cfg, tmp_path / "run").fit()
     assert summary["iteration"] == 3
-    assert summary["kl"] > 0 if "kl" in summary else summary["test_ll"] < 0
+    if cfg.data.name in ("digits",):
+        assert summary["test_ll"] < 0  # exact (RBM)
+    else:
+        assert summary["kl"] > 0

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from ebmlab import load_run
 from ebmlab.cli import main
 from ebmlab.energies import GaussianBernoulliRBM
 from ebmlab.generators import MLPGenerator
@@ -175,15 +176,28 @@ def test_cli_trains_an_rbm_on_the_digits_with_exact_likelihood(tmp_path, capsys,
     assert main(["train", "--out", str(out), *_sets(sets)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == method
-    assert -200 < summary["test_ll"] < 0 and summary["log_z"] == pytest.approx(
-        summary["log_z"])
+    # exact: mean log p(test) = −mean U − log Z, in pixel units (Jacobian of the scaling)
+    run = load_run(out)
+    data = run.trainer.data
+    with torch.no_grad():
+        log_z_z = float(run.energy.log_partition())
+        ll_z = float(run.energy.log_prob(data.test.double()).mean())
+    jac = float(data.scale.double().log().sum())
+    assert summary["test_ll"] == pytest.approx(ll_z - jac, abs=1e-4)
+    assert summary["log_z_exact"] == pytest.approx(log_z_z + jac, abs=1e-4)
+    assert -100 < summary["test_ll"] < 0
     for name in ("data.png", "samples.png", "diagnosis.png"):
         assert (out / name).stat().st_size > 1000
     capsys.readouterr()
     assert main(["eval", "--run", str(out)]) == 0
     assert "test_ll" in json.loads(capsys.readouterr().out)
+    capsys.readouterr()
     assert main(["sample", "--run", str(out), "--chains", "16"]) == 0
     assert (out / "sample" / "samples.png").exists()
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["steps"] is None
+    assert printed["origin"] == ("generator samples" if method == "steingan"
+                                 else "1000 block-Gibbs sweeps")
 
 
 def _sets(values: list[str]) -> list[str]:
@@ -199,4 +213,13 @@ def test_cli_stein_config_errors(tmp_path, capsys):
     assert "image data" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "r"), "--set", "data.name=mnist"]) == 2
     assert "data.path is required" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "r"), "--set", "data.name=mnist",
+                 "--set", f"data.path={tmp_path / 'nowhere'}"]) == 2
+    assert "data.path" in capsys.readouterr().err
+    for wrong, message in ((["method.kernel=none"], "applies to steingan only"),
+                           (["method.cd_prob=0.5"], "method.cd_prob does not apply"),
+                           (["method.name=steingan", "method.discount=1.0"],
+                            "method.discount must be < 1")):
+        assert main(base + _sets(["sampler.name=svgd", *wrong])) == 2
+        assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

@@ -161,7 +161,8 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def sample_run(args: argparse.Namespace) -> dict[str, Any]:
-    """Samples of a trained run: its sampler from its noise initialisation."""
+    """Samples of a trained run: the method's own (short-run chains from noise, its
+    generator, an RBM's Gibbs chains), or ``--steps`` sampler steps from its chain start."""
     from ebmlab.run import Run
 
     run = Run(args.run)
@@ -170,17 +171,14 @@ def sample_run(args: argparse.Namespace) -> dict[str, Any]:
     out = fresh_dir(args.out, str(Path(args.run) / "sample"))
     steps = args.steps if args.steps_given else None
     try:
-        x = run.sample(args.chains, n_steps=steps, seed=args.seed)
+        x, origin = run.draw(args.chains, n_steps=steps, seed=args.seed)
     except ValueError as e:
         raise UsageError(str(e)) from None
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "samples.npy", x.cpu().numpy())
-    origin = (f"{steps} sampler steps from noise" if steps is not None
-              else "the method's own samples")
     summary: dict[str, Any] = {"run": str(run.path), "iteration": run.iteration,
-                               "chains": args.chains,
-                               "steps": steps if steps is not None else run.config.method.n_steps,
-                               "origin": origin, "out": str(out)}
+                               "chains": args.chains, "steps": steps, "origin": origin,
+                               "out": str(out)}
     shape = run.trainer.data.image_shape
     if shape is not None:
         from ebmlab.plots import plot_image_grid
@@ -267,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target", default="rings", help=f"one of {', '.join(TARGETS)}")
     s.add_argument("--sampler", default="mala", help=f"one of {', '.join(sorted(SAMPLERS))}")
     s.add_argument("--steps", type=int, default=None,
-                   help="sampler steps (default 1000; a run's own n_steps with --run)")
+                   help="sampler steps (default 1000); with --run: run the run's sampler this "
+                   "many steps from its chain start instead of the method's own samples")
     s.add_argument("--chains", type=int, default=2000)
     s.add_argument("--step-size", type=float, default=None,
                    help="sampler step size (default: per sampler, see SAMPLER_DEFAULTS)")

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ebmlab.chains import NoiseInit, ReplayBuffer
 from ebmlab.config import ConfigError, option
 from ebmlab.data.arrays import load_array
+from ebmlab.data.images import IMAGE_DATASETS
 from ebmlab.data.toy2d import TOY_DATASETS, canonical_name, make_toy, toy_bounds, toy_log_density
 from ebmlab.energies import GaussianBernoulliRBM, MLPEnergy
 from ebmlab.generators import DeconvGenerator, MLPGenerator
@@ -29,8 +30,8 @@ from ebmlab.samplers import SAMPLERS, Sampler, make_sampler
 
 TOY_NAMES = sorted(TOY_DATASETS)
 ARRAY_FORMATS = ("npy", "csv")
-IMAGE_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")  # ebmlab.data.images
-IMAGE_NEEDS_PATH = ("mnist", "fashion_mnist", "cifar10")
+IMAGE_NAMES = IMAGE_DATASETS
+IMAGE_NEEDS_PATH = tuple(n for n in IMAGE_DATASETS if n != "digits")
 METHODS = (*REGIMES, "steincd", "steingan")
 
 
@@ -58,6 +59,8 @@ class DataConfig:
         if self.name in ARRAY_FORMATS or self.name in IMAGE_NEEDS_PATH:
             if not self.path:
                 raise ValueError(f"data.path is required when data.name = {self.name!r}")
+        elif self.name == "digits" and self.path:
+            raise ValueError("data.path does not apply to data.name = 'digits' (built in)")
         elif self.name not in IMAGE_NAMES and not _is_toy(self.name):
             raise ValueError(f"data.name must be one of "
                              f"{TOY_NAMES + list(IMAGE_NAMES) + list(ARRAY_FORMATS)}, "
@@ -120,14 +123,31 @@ class MethodConfig:
     invariant_tuning: bool = option(False, help="learning rate × ε²/2 (Anatomy)")
     symmetric: bool = option(False, help="steincd: the symmetric update, Eq. (17)")
     kernel: str = option("rbf", choices=["rbf", "features", "none"],
-                         help="steingan: SVGD kernel on x, on the energy's features, or "
-                         "none (plain gradient, no repulsion)")
+                         help="steincd / steingan: SVGD kernel on x or on the energy's "
+                         "features; steingan also none (plain gradient, no repulsion)")
     cd_prob: float = option(0.0, low=0.0, high=1.0,
                             help="steingan: α, share of SteinCD energy updates")
     discount: float = option(0.0, low=0.0, high=1.0, help="steingan: γ in mean U⁺ − "
                              "(1 − γ) mean U⁻ (paper: 0.7)")
     discount_high: float | None = option(None, low=0.0, high=1.0, help="steingan: γ while "
                                          "mean U⁺ > mean U⁻ (paper: 0.9)")
+
+    def validate(self) -> None:
+        for key in ("discount", "discount_high"):
+            value = getattr(self, key)
+            if value is not None and value >= 1.0:
+                raise ValueError(f"method.{key} must be < 1 (the negatives' weight is 1 − γ), "
+                                 f"got {value}")
+        stein_only = {"kernel": "rbf", "symmetric": False, "cd_prob": 0.0, "discount": 0.0,
+                      "discount_high": None}
+        applies = {"steincd": ("kernel", "symmetric"),
+                   "steingan": ("kernel", "cd_prob", "discount", "discount_high")}
+        for key, default in stein_only.items():
+            if getattr(self, key) != default and key not in applies.get(self.name, ()):
+                raise ValueError(f"method.{key} does not apply to method.name = {self.name!r}")
+        if self.name == "steincd" and self.kernel == "none":
+            raise ValueError("method.kernel = 'none' applies to steingan only (SteinCD "
+                             "needs the kernel's Stein direction)")
 
 
 @dataclass
@@ -221,7 +241,9 @@ def load_images(cfg: DataConfig) -> Data:
         train, _ = load_image_dataset(cfg.name, cfg.path, split="train", limit=cfg.max_items)
         test, _ = load_image_dataset(cfg.name, cfg.path, split="test", limit=cfg.max_items)
     except (OSError, ValueError) as e:
-        raise ConfigError(str(e).splitlines()[0] if str(e) else repr(e)) from None
+        message = str(e).splitlines()[0] if str(e) else repr(e)
+        raise ConfigError(f"data.name = {cfg.name!r}, data.path = {cfg.path!r}: {message}"
+                          ) from None
     shape = tuple(train.shape[1:])
     train, test = train.reshape(train.shape[0], -1), test.reshape(test.shape[0], -1)
     d = train.shape[1]
@@ -355,11 +377,12 @@ def build_stein_method(cfg: RunConfig, energy: nn.Module, data: Data) -> Method:
             raise ConfigError(f"method.kernel = 'features': model {cfg.model.name!r} has no "
                               "features()")
     sampler = build_sampler(cfg.sampler, features=features)
+    gen = (None if m.name == "steincd" else
+           build_generator(cfg.generator, data).to(data.train.device, data.train.dtype))
     try:
-        if m.name == "steincd":
+        if gen is None:
             return SteinCD(energy, sampler, symmetric=m.symmetric,
                            energy_penalty=m.energy_penalty)
-        gen = build_generator(cfg.generator, data).to(data.train.device, data.train.dtype)
         return SteinGAN(energy, gen, sampler, kernel=m.kernel, cd_prob=m.cd_prob,
                         discount=m.discount, discount_high=m.discount_high,
                         energy_penalty=m.energy_penalty, n_samples=m.n_chains)

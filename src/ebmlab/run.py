@@ -54,20 +54,27 @@ class Run:
         return self.trainer.iteration
 
     def sample(self, n: int, n_steps: int | None = None, seed: int = 0) -> Tensor:
-        """``n`` samples in data coordinates: the method's own generative process (short-run
-        chains from its noise init, or its generator; an RBM's Gibbs chains otherwise);
-        ``n_steps`` runs the run's sampler for that many steps from the noise init instead."""
+        """``n`` samples in data coordinates; see :meth:`draw`."""
+        return self.draw(n, n_steps, seed)[0]
+
+    def draw(self, n: int, n_steps: int | None = None, seed: int = 0) -> tuple[Tensor, str]:
+        """``n`` samples in data coordinates and where they come from: the method's own
+        generative process (short-run chains from its noise init, or its generator; an
+        RBM's Gibbs chains otherwise), or with ``n_steps`` that many steps of the run's
+        sampler from the method's chain start (noise, or the generator's samples)."""
         gen = torch.Generator(device=self.trainer.device).manual_seed(seed)
         method = self.trainer.method
         if n_steps is None:
-            x, _ = self.trainer.model_samples(n, gen)
+            x, origin = self.trainer.model_samples(n, gen)
         else:
             x0 = method.noise_init(n, gen)
+            start = "generator samples" if getattr(method, "generator", None) else "noise"
+            origin = f"{n_steps} {self.sampler.name} steps from {start}"
             x = None if x0 is None else self.sampler.run(self.energy, x0, n_steps, generator=gen)
         if x is None:
             raise ValueError(f"method {method.name!r} has no noise initialisation or generator "
                              "to sample from")
-        return self.trainer.data.to_data_space(x.detach())
+        return self.trainer.data.to_data_space(x.detach()), origin
 
     def summary(self) -> dict[str, Any]:
         path = self.path / SUMMARY_FILE

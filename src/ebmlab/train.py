@@ -146,7 +146,7 @@ class Trainer:
             if getattr(self.method, "generator", None) is not None:
                 return x.detach(), "generator samples"
             return x.detach(), f"short-run samples ({self.cfg.method.n_steps} steps from noise)"
-        if hasattr(self.energy, "gibbs"):
+        if hasattr(self.energy, "gibbs"):  # an RBM's block-Gibbs sampler
             with torch.no_grad():
                 return self.energy.sample(n, n_steps=1000, generator=generator), \
                     "1000 block-Gibbs sweeps"
@@ -188,6 +188,10 @@ class Trainer:
         self.iteration += 1
         metrics = {"loss": float(loss.detach()), **out.metrics, **grad_norms,
                    "lr": self.learning_rate(it)}
+        if len(out.losses) > 1:  # the sum means little: log each, and each learning rate
+            metrics.update({f"loss_{k}": float(v.detach()) for k, v in out.losses.items()})
+            metrics.update({f"lr_{k}": self.learning_rate(it, k) for k in out.losses
+                            if k != "energy"})
         for k, v in metrics.items():
             if not math.isfinite(v):
                 raise TrainingError(f"iteration {it}: non-finite {k}")
@@ -263,19 +267,25 @@ class Trainer:
 
     # -- evaluation, plots, long-run check --------------------------------------------------
     def evaluate(self) -> dict[str, Any]:
-        """Exact numbers where the maths allows: 2-D log Z, test NLL, KL(p_data ‖ p_θ)."""
+        """Exact numbers where the maths allows: for an energy with an exact
+        ``log_partition()`` (the RBM) the exact ``log_z_exact`` and mean ``test_ll`` /
+        ``train_ll`` (nats per example); for 2-D data log Z, test NLL and
+        KL(p_data ‖ p_θ) by quadrature. All in data coordinates."""
         from ebmlab.evaluate.exact2d import kl_divergence, log_partition, nll
 
         result: dict[str, Any] = {"iteration": self.iteration}
         if hasattr(self.energy, "log_partition"):
-            # Exact likelihood (e.g. the RBM's enumerated log Z), in data-space units:
-            # log p_x(x) = log p_z(z) − Σ log scale.
+            # Data coordinates: log p_x(x) = log p_z(z) − Σ log scale, log Z_x = log Z_z +
+            # Σ log scale (the energy is learned on standardised z).
+            jac = float(self.data.scale.double().log().sum())
             with torch.no_grad():
                 log_z = float(self.energy.log_partition())
-                ll = self.energy.log_prob(self.data.test).double().mean()
-                train_ll = self.energy.log_prob(self.data.train[:10000]).double().mean()
-            jac = float(self.data.scale.double().log().sum())
-            result.update(log_z=log_z, test_ll=float(ll) - jac, train_ll=float(train_ll) - jac)
+
+                def mean_ll(z: Tensor) -> float:
+                    return float((-self.energy(z).double()).mean()) - log_z - jac
+
+                result.update(log_z_exact=log_z + jac, test_ll=mean_ll(self.data.test),
+                              train_ll=mean_ll(self.data.train[:10000]))
         if self.data.dim != 2 or self.data.bounds is None:
             with torch.no_grad():
                 result["energy_test"] = float(self.energy(self.data.test).mean())
@@ -334,10 +344,12 @@ class Trainer:
         if self.data.dim == 2:
             from ebmlab.plots import plot_density
 
+            has_generator = getattr(self.method, "generator", None) is not None
             for origin, xd in samples.items():
+                start = "generator samples" if origin == "noise" and has_generator else origin
                 plot_density(self.data_space_energy(), self.out / f"longrun_{origin}.png",
                              bounds=self.data.bounds, samples=xd.cpu(),
-                             title=f"long-run ({steps} steps) from {origin}, "
+                             title=f"long-run ({steps} steps) from {start}, "
                                    f"iteration {self.iteration}")
         return record
 
@@ -364,7 +376,7 @@ class Trainer:
 class _progress:
     """A tqdm bar on stderr showing the key metrics (or nothing when disabled)."""
 
-    KEYS = ("loss", "d_st", "r_t", "accept")
+    KEYS = ("loss", "d_st", "r_t", "accept", "loss_generator")
 
     def __init__(self, total: int, initial: int, enabled: bool) -> None:
         self.bar = None
@@ -379,8 +391,10 @@ class _progress:
         if self.bar is not None:
             self.bar.update(n)
             if self.bar.n % 10 == 0:
-                self.bar.set_postfix({k: f"{metrics[k]:.3g}" for k in self.KEYS if k in metrics},
-                                     refresh=False)
+                shown = {k: metrics[k] for k in self.KEYS if k in metrics}
+                if "loss_energy" in metrics:  # several modules: their own losses, not the sum
+                    shown["loss"] = metrics["loss_energy"]
+                self.bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
 
     def close(self) -> None:
         if self.bar is not None:

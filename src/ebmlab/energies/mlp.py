@@ -10,6 +10,7 @@ _ACTIVATIONS = {
     "elu": nn.ELU,
     "tanh": nn.Tanh,
     "softplus": nn.Softplus,
+    "relu": nn.ReLU,  # generators; a ReLU energy has a piecewise-constant gradient field
 }
 
 

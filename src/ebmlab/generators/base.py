@@ -8,19 +8,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ebmlab.energies.mlp import make_activation as _energy_activation
+from ebmlab.energies.mlp import make_activation
 
 OUTPUT_ACTIVATIONS = (None, "sigmoid", "tanh")
 
-
-def make_activation(name: str) -> nn.Module:
-    """Hidden-layer activation: ``"relu"`` or a name of ``energies.mlp.make_activation``."""
-    if name == "relu":
-        return nn.ReLU()
-    try:
-        return _energy_activation(name)
-    except ValueError as err:
-        raise ValueError(f"activation must be 'relu' or accepted by energies.mlp: {err}") from None
+__all__ = ["Generator", "as_shape", "check_positive_int", "make_activation",
+           "make_output_activation"]
 
 
 def make_output_activation(name: str | None) -> nn.Module:

@@ -19,7 +19,7 @@ class MLPGenerator(Generator):
     """``(B, latent_dim) -> (B, *output_shape)``: ``depth`` hidden layers of ``width`` units.
 
     ``output_shape`` is an int ``d`` (vectors) or a shape such as ``(1, 28, 28)``;
-    ``activation`` is ``"relu"`` or a name accepted by ``energies.mlp.make_activation``;
+    ``activation`` is a name accepted by ``energies.mlp.make_activation`` (relu, ...);
     ``output_activation`` is ``None``, ``"sigmoid"`` or ``"tanh"``; optional batch
     norm after each hidden linear layer.
     """

@@ -1,5 +1,5 @@
-"""Stein methods (Liu & Wang, "Learning to draw samples with amortized Stein
-variational gradient descent" / SteinCD-SteinGAN paper).
+"""Stein methods: SteinCD and amortized MLE / SteinGAN (Liu & Wang, the SteinCD-SteinGAN
+paper in ``shared/papers``; equation numbers are that paper's).
 
 Both update the energy with the CD-type gradient (Eq. 13 / Eq. 23)
 
@@ -21,7 +21,8 @@ and differ in where the negatives ``x⁻`` come from:
   (the generator is trained every iteration). The paper's stabiliser, a
   discount ``γ`` on the negative term, ``mean U(x⁺) − (1 − γ) mean U(x⁻)``,
   raised to ``discount_high`` while the data's energy exceeds the samples'
-  (Sec. 5.2, "Stabilization"), is off by default (γ = 0).
+  (Sec. 5.2, "Stabilization"; it modifies Eq. 23, so SteinCD iterations of
+  SteinCD-GAN(α) keep γ = 0), is off by default.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ KERNELS = ("rbf", "features", "none")
 def _stein_cd_negatives(energy: nn.Module, svgd: SVGD, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``(φ*(x), x + ε φ*(x), ∇U(x))`` for a batch (one SVGD step, Algorithm 1 step 2)."""
     phi, _, grad = svgd.direction(energy, x.detach())
-    return phi, (x + svgd.step_size * phi).detach(), grad
+    x_neg = (x + svgd.step_size * phi).detach()
+    svgd._clamp_(x_neg)
+    return phi, x_neg, grad
 
 
 def _mean_norm(v: Tensor) -> float:
@@ -122,9 +125,10 @@ class SteinGAN(Method):
 
     def generate(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` generator samples ``G(ξ)``, ξ ~ N(0, I), shaped like the data."""
-        p = next(self.generator.parameters())
-        z = torch.randn(n, self.generator.latent_dim, generator=generator, device=p.device,
-                        dtype=p.dtype)
+        p = next(self.generator.parameters(), None)
+        z = torch.randn(n, self.generator.latent_dim, generator=generator,
+                        device=None if p is None else p.device,
+                        dtype=None if p is None else p.dtype)
         return self.generator(z)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
@@ -157,8 +161,9 @@ class SteinGAN(Method):
         x_neg = (_stein_cd_negatives(self.energy, self.sampler, batch)[1] if use_cd
                  else x_gen.detach())
         u_pos, u_neg = self.energy(batch), self.energy(x_neg)
-        gamma = self.discount
-        if self.discount_high is not None and bool(u_pos.detach().mean() > u_neg.detach().mean()):
+        gamma = 0.0 if use_cd else self.discount
+        if (not use_cd and self.discount_high is not None
+                and bool(u_pos.detach().mean() > u_neg.detach().mean())):
             gamma = self.discount_high
         d_st = u_pos.mean() - u_neg.mean()
         loss = u_pos.mean() - (1.0 - gamma) * u_neg.mean()
@@ -172,7 +177,7 @@ class SteinGAN(Method):
             "energy_neg": float(u_neg.detach().mean()),
             "cd_update": float(use_cd),
         }
-        if self.discount_high is not None:
+        if self.discount_high is not None or self.discount > 0:
             metrics["discount"] = gamma
         return StepOutput(losses={"energy": loss, "generator": loss_gen}, metrics=metrics,
                           negatives=x_neg)

@@ -66,6 +66,13 @@ class SVGD(Sampler):
         self.normalize = bool(normalize)
         self.features = features
 
+    def __repr__(self) -> str:
+        feats = None if self.features is None else getattr(
+            self.features, "__qualname__", type(self.features).__name__)
+        return (f"SVGD(step_size={self.step_size!r}, bandwidth={self.bandwidth!r}, "
+                f"normalize={self.normalize}, features={feats}, clamp={self.clamp!r}, "
+                f"grad_clip={self.grad_clip!r})")
+
     def kernel(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Kernel matrix ``K[i, j] = k(xⱼ, xᵢ)``, repulsion ``Σⱼ ∇_{xⱼ}k(xⱼ, xᵢ)``, bandwidth."""
         n = x.shape[0]
