@@ -30,7 +30,6 @@ from ebmlab.samplers import SAMPLERS, Sampler, make_sampler
 
 TOY_NAMES = sorted(TOY_DATASETS)
 ARRAY_FORMATS = ("npy", "csv")
-IMAGE_NAMES = IMAGE_DATASETS
 IMAGE_NEEDS_PATH = tuple(n for n in IMAGE_DATASETS if n != "digits")
 METHODS = (*REGIMES, "steincd", "steingan")
 
@@ -61,9 +60,9 @@ class DataConfig:
                 raise ValueError(f"data.path is required when data.name = {self.name!r}")
         elif self.name == "digits" and self.path:
             raise ValueError("data.path does not apply to data.name = 'digits' (built in)")
-        elif self.name not in IMAGE_NAMES and not _is_toy(self.name):
+        elif self.name not in IMAGE_DATASETS and not _is_toy(self.name):
             raise ValueError(f"data.name must be one of "
-                             f"{TOY_NAMES + list(IMAGE_NAMES) + list(ARRAY_FORMATS)}, "
+                             f"{TOY_NAMES + list(IMAGE_DATASETS) + list(ARRAY_FORMATS)}, "
                              f"got {self.name!r}")
 
 
@@ -256,7 +255,7 @@ def load_images(cfg: DataConfig) -> Data:
 
 
 def load_data(cfg: DataConfig) -> Data:
-    if cfg.name in IMAGE_NAMES:
+    if cfg.name in IMAGE_DATASETS:
         return load_images(cfg)
     if cfg.name in ARRAY_FORMATS:
         assert cfg.path is not None
