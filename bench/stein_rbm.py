@@ -125,9 +125,17 @@ def diversity(samples: Tensor, reference: Tensor, test: Tensor) -> dict[str, flo
     return {"pairwise": spread, "coverage": float((nn_sample <= tau).double().mean())}
 
 
+def settings(c: Contender, args: argparse.Namespace) -> list[str]:
+    """The contender's overrides, with ``--lr-generator`` applied to SteinGAN-type runs."""
+    if not args.lr_generator or "method.name=steingan" not in c.overrides:
+        return list(c.overrides)
+    return [o for o in c.overrides if not o.startswith("train.lr_generator=")] + [
+        f"train.lr_generator={args.lr_generator:g}"]
+
+
 def run_one(c: Contender, seed: int, args: argparse.Namespace) -> Result:
     res = Result(c, seed)
-    overrides = [*data_overrides(args), *COMMON, *c.overrides,
+    overrides = [*data_overrides(args), *COMMON, *settings(c, args),
                  f"train.iterations={args.iterations}",
                  f"train.seed={seed}", "train.progress=false", "train.plot_every=0",
                  "train.ckpt_every=1000000000", "train.log_every=1000000000",
@@ -256,7 +264,7 @@ def report(args: argparse.Namespace, results: list[Result], base: dict[str, floa
             f"{statistics.fmean(r.curve[-1][1] for r in ok):.0f} | "
             f"{statistics.fmean(r.diversity['pairwise'] for r in ok):.2f} | "
             f"{statistics.fmean(r.diversity['coverage'] for r in ok):.3f} | "
-            f"`{' '.join(o for o in c.overrides if not o.startswith('generator.'))}` |")
+            f"`{' '.join(o for o in settings(c, args) if not o.startswith('generator.'))}` |")
     lines += [
         f"| *{n_ref} training images (reference)* | | | | {test_div['pairwise']:.2f} | "
         f"{test_div['coverage']:.3f} | |",
@@ -297,6 +305,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seeds (default 0 1 2; 0 with --quick)")
     p.add_argument("--evals", type=int, default=20, help="test-LL evaluations per run")
     p.add_argument("--methods", default=",".join(c.key for c in CONTENDERS))
+    p.add_argument("--lr-generator", type=float, default=None,
+                   help="generator learning rate of the SteinGAN-type runs (default 5e-3)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=HERE / "out" / "stein_rbm")
     args = p.parse_args(argv)

@@ -139,18 +139,19 @@ class Trainer:
 
     def model_samples(self, n: int, generator: torch.Generator | None = None
                       ) -> tuple[Tensor | None, str]:
-        """``n`` samples (standardised space) of the method's own generative process (short-run
-        chains from noise, a generator), else an RBM's block-Gibbs chains; and their origin."""
-        x = self.method.sample(n, generator)
-        if x is not None:
-            if getattr(self.method, "generator", None) is not None:
-                return x.detach(), "generator samples"
-            return x.detach(), f"short-run samples ({self.cfg.method.n_steps} steps from noise)"
-        if hasattr(self.energy, "gibbs"):  # an RBM's block-Gibbs sampler
+        """``n`` samples (standardised space) and their origin: a method's generator; else an
+        RBM's own block-Gibbs chains (its exact conditionals beat any short run); else the
+        method's short-run chains from noise."""
+        if getattr(self.method, "generator", None) is not None:
+            return self.method.sample(n, generator).detach(), "generator samples"
+        if hasattr(self.energy, "gibbs"):
             with torch.no_grad():
                 return self.energy.sample(n, n_steps=1000, generator=generator), \
                     "1000 block-Gibbs sweeps"
-        return None, "none"
+        x = self.method.sample(n, generator)
+        if x is None:
+            return None, "none"
+        return x.detach(), f"short-run samples ({self.cfg.method.n_steps} steps from noise)"
 
     # -- one iteration --------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
