@@ -172,7 +172,7 @@ class Trainer:
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norms = {}
+        grad_norms, lrs = {}, {}
         for name, module in self.method.modules().items():
             params = [p for p in module.parameters() if p.grad is not None]
             norm = torch.nn.utils.clip_grad_norm_(
@@ -182,17 +182,16 @@ class Trainer:
                 raise TrainingError(f"iteration {it}: non-finite gradient of the {name}")
             grad_norms[f"grad_norm_{name}"] = float(norm)
             opt = self.optimizers[name]
-            lr = self.learning_rate(it, name)
+            lrs[name] = self.learning_rate(it, name)
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lrs[name]
             opt.step()
         self.iteration += 1
         metrics = {"loss": float(loss.detach()), **out.metrics, **grad_norms,
-                   "lr": self.learning_rate(it)}
+                   "lr": lrs["energy"]}
         if len(out.losses) > 1:  # the sum means little: log each, and each learning rate
             metrics.update({f"loss_{k}": float(v.detach()) for k, v in out.losses.items()})
-            metrics.update({f"lr_{k}": self.learning_rate(it, k) for k in out.losses
-                            if k != "energy"})
+            metrics.update({f"lr_{k}": v for k, v in lrs.items() if k != "energy"})
         for k, v in metrics.items():
             if not math.isfinite(v):
                 raise TrainingError(f"iteration {it}: non-finite {k}")

@@ -246,7 +246,7 @@ class GaussianBernoulliRBM(nn.Module):
         k = torch.searchsorted(cdf, u, right=True).clamp_max(cdf.numel() - 1)
         bits = (k[:, None] >> torch.arange(self.n_hidden, device=k.device)) & 1
         h = (2 * bits - 1).to(self.B.dtype)
-        x = self.b + h @ self.B.T + self._randn((n, self.n_visible), generator)
+        x = self.sample_visible(h, generator)
         return (x, h) if return_hidden else x
 
     # ------------------------------------------------------------------- Gibbs
