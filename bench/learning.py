@@ -52,7 +52,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,13 +63,7 @@ from torch import Tensor, nn
 from ebmlab.config import load_config
 from ebmlab.data.toy2d import make_toy
 from ebmlab.evaluate import mmd2
-from ebmlab.evaluate.exact2d import (
-    QuadratureWarning,
-    kl_divergence,
-    log_partition,
-    make_grid,
-    nll,
-)
+from ebmlab.evaluate.exact2d import evaluate_2d, kl_divergence, make_grid
 from ebmlab.evaluate.sample_quality import kde_kl, kde_log_density
 from ebmlab.experiment import Data, DataSpaceEnergy, RunConfig, load_data
 from ebmlab.samplers import NonFiniteError
@@ -134,7 +127,7 @@ CONTENDERS = (
               ("method.name=steincd", "sampler.name=svgd"), step=0.1),
     Contender("steingan", "SteinGAN (MLP generator, α_E = 0.1)",
               ("method.name=steingan", "sampler.name=svgd", "method.energy_penalty=0.1",
-               "train.lr_generator=3e-3"), step=0.1),
+               "optim.generator.lr=3e-3"), step=0.1),
 )
 DEFAULT_METHODS = ("short_run", "persistent", "persistent_anila", "cd")
 
@@ -145,18 +138,17 @@ def make_config(data: str, c: Contender, seed: int, longrun_steps: int) -> RunCo
           f"train.seed={seed}", "train.progress=false", "train.plot_every=0",
           "train.ckpt_every=1000000000", "train.log_every=1000000000", "train.threads=0"]
     cfg = load_config(RunConfig, overrides=ov)
-    cfg.train.longrun_factor = max(1, round(longrun_steps / cfg.method.n_steps))
+    cfg.train.longrun_factor = max(1, round(longrun_steps / getattr(cfg.method, "n_steps", 1)))
     return cfg
 
 
 # -- training at a fixed wall-clock budget -------------------------------------------------
 def time_cosine(trainer: Trainer, clock: Callable[[], float], budget: float) -> None:
     """Make the trainer's cosine schedule run over wall time instead of iterations."""
-    base = trainer.cfg.train.lr
     cosine = trainer.cfg.train.lr_schedule == "cosine"
 
-    def learning_rate(iteration: int, module: str = "energy") -> float:
-        lr = base * trainer.method.lr_scale() * trainer.lr_factor
+    def learning_rate(iteration: int, group: str = "energy") -> float:
+        lr = trainer.cfg.optim_for(group).lr * trainer.method.lr_scale(group) * trainer.lr_factor
         if cosine:
             lr *= 0.5 * (1 + math.cos(math.pi * min(1.0, clock() / budget)))
         return lr
@@ -231,12 +223,12 @@ def short_run_samples(trainer: Trainer, n: int) -> Tensor:
     replay buffer, or test data), drawn in pieces no larger than the buffer; SteinCD's
     one SVGD step from test data; SteinGAN's generator samples."""
     method: Any = trainer.method
-    gen = trainer.side_generator(3)
+    gen = trainer.side_rng(3)
     if method.name == "steincd":  # one SVGD step from test data
         x = trainer.data.test[:n]
         return x + method.sampler.step_size * method.sampler.direction(trainer.energy, x)[0]
     if not hasattr(method, "initial_chains"):  # a generator
-        return method.sample(n, gen)
+        return method.sample(n, rng=gen)
     piece = getattr(method.chains, "capacity", n) if method.name == "persistent" else n
     parts = []
     for i in range(0, n, piece):
@@ -249,25 +241,21 @@ def short_run_samples(trainer: Trainer, n: int) -> Tensor:
 def long_run_samples(trainer: Trainer, n: int) -> dict[str, Tensor]:
     """The chains of ``Trainer.long_run_check()`` (same generator, starts and length:
     ``longrun_factor × K`` steps from test data and from noise), without its plots."""
-    steps = trainer.cfg.method.n_steps * trainer.cfg.train.longrun_factor
-    gen = trainer.side_generator(1)
-    starts = {"data": trainer.data.test[:n], "noise": trainer.method.noise_init(n, gen)}
-    return {origin: trainer.method.sampler.run(trainer.energy, x0, steps, generator=gen)
-            for origin, x0 in starts.items() if x0 is not None}
+    target = trainer.method.target()
+    steps = max(target.n_steps, 1) * trainer.cfg.train.longrun_factor
+    gen = trainer.side_rng(1)
+    starts = {"data": trainer.data.test[:n], "noise": None}
+    return {origin: trainer.model_samples(n, gen, n_steps=steps, x0=x0)[0]
+            for origin, x0 in starts.items()}
 
 
 def exact_metrics(trainer: Trainer, n_grid: int) -> tuple[float | None, float | None]:
     data = trainer.data
     if data.bounds is None:
         return None, None
-    energy = trainer.data_space_energy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", QuadratureWarning)
-        part = log_partition(energy, data.bounds, n_grid=n_grid, warn=False)
-        test_nll = nll(energy, data.to_data_space(data.test), part)
-        kl = (kl_divergence(data.log_density, energy, data.bounds, n_grid=n_grid, warn=False)
-              if data.log_density is not None else None)
-    return kl, test_nll
+    result = evaluate_2d(trainer.data_space_energy(), data.log_density,
+                         data.to_data_space(data.test), bounds=data.bounds, n_grid=n_grid)
+    return result.get("kl"), result["nll"]
 
 
 def reference(data_name: str, n: int) -> dict[str, float]:
@@ -279,8 +267,8 @@ def reference(data_name: str, n: int) -> dict[str, float]:
 
 def run_one(data: str, c: Contender, args: argparse.Namespace) -> Result:
     cfg = make_config(data, c, args.seed, args.longrun_steps)
-    res = Result(data, c, cfg.sampler.step_size,
-                 longrun_steps=cfg.train.longrun_factor * cfg.method.n_steps)
+    res = Result(data, c, cfg.samplers["negatives"]["step_size"],
+                 longrun_steps=cfg.train.longrun_factor * getattr(cfg.method, "n_steps", 1))
     out = Path(tempfile.mkdtemp(prefix=f"learning-{data}-{c.key}-"))
     try:
         trainer = Trainer(cfg, out, log=lambda s: None)
@@ -353,7 +341,8 @@ def torchebm_side(trainer: Trainer, budget: float, seed: int, persistent: bool) 
 
     model = Wrapped(net)
     # TorchEBM's step is x ← x − h∇U + ν√(2h)ξ: h = s and ν = 1 is temperature 1, as ebmlab's.
-    sampler = LangevinDynamics(model, step_size=cfg.sampler.step_size, noise_scale=1.0)
+    sampler = LangevinDynamics(model, step_size=cfg.samplers["negatives"]["step_size"],
+                               noise_scale=1.0)
     options: dict[str, Any] = {"buffer_size": cfg.method.buffer_size} if persistent else {}
     loss_fn = ContrastiveDivergence(
         model=model, sampler=sampler, k_steps=cfg.method.n_steps, persistent=persistent,
@@ -431,7 +420,7 @@ def peer_round(args: argparse.Namespace, budget: float) -> list[Side]:
         for s in sides:
             if s.error is None:
                 kl = kl_divergence(data.log_density, s.energy_x(), data.bounds,
-                                   n_grid=args.n_grid, warn=False)
+                                   n_grid=args.n_grid)
                 s.curve.append((s.clock(), s.iterations, kl))
         return sides
     finally:

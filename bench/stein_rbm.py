@@ -58,7 +58,7 @@ COMMON = ["model.name=rbm", "model.n_hidden=10", "train.batch_size=100",
 # model). Chosen by a short sweep on the digits (lr 1e-3/3e-3, generator 2e-3/5e-3).
 LANGEVIN = ["sampler.name=langevin", "sampler.step_size=0.1", "train.lr=3e-3"]
 SVGD = ["sampler.name=svgd", "sampler.step_size=0.1"]
-GAN = [*SVGD, "method.name=steingan", "train.lr=1e-3", "train.lr_generator=5e-3",
+GAN = [*SVGD, "method.name=steingan", "train.lr=1e-3", "optim.generator.lr=5e-3",
        "generator.name=deconv", "generator.width=16", "generator.latent_dim=16"]
 
 
@@ -105,12 +105,13 @@ def sample_images(trainer: Trainer, n: int, gen: torch.Generator) -> Tensor:
     method, energy = trainer.method, trainer.energy
     with torch.no_grad():
         if getattr(method, "generator", None) is not None:
-            z = method.sample(n, gen)
+            z = method.sample(n, rng=gen)
         else:
             x = energy.sample(n, n_steps=1000, generator=gen)
             h = energy.sample_hidden(x, generator=gen)
             z = (energy.b + h.to(energy.B.dtype) @ energy.B.T).to(x.dtype)
-    return trainer.data.to_data_space(z).clamp(0, 1).cpu()
+    z = z.reshape(n, *trainer.data.shape)
+    return trainer.data.to_data_space(z).clamp(0, 1).reshape(n, -1).cpu()
 
 
 def diversity(samples: Tensor, reference: Tensor, test: Tensor) -> dict[str, float]:
@@ -129,8 +130,8 @@ def settings(c: Contender, args: argparse.Namespace) -> list[str]:
     """The contender's overrides, with ``--lr-generator`` applied to SteinGAN-type runs."""
     if not args.lr_generator or "method.name=steingan" not in c.overrides:
         return list(c.overrides)
-    return [o for o in c.overrides if not o.startswith("train.lr_generator=")] + [
-        f"train.lr_generator={args.lr_generator:g}"]
+    return [o for o in c.overrides if not o.startswith("optim.generator.lr=")] + [
+        f"optim.generator.lr={args.lr_generator:g}"]
 
 
 def run_one(c: Contender, seed: int, args: argparse.Namespace) -> Result:
@@ -162,8 +163,9 @@ def run_one(c: Contender, seed: int, args: argparse.Namespace) -> Result:
         data = trainer.data
         n = min(1000, data.train.shape[0])
         res.samples, res.image_shape = sample_images(trainer, n, gen), data.image_shape
-        res.diversity = diversity(res.samples, data.to_data_space(data.train[:n]).cpu(),
-                                  data.to_data_space(data.test).cpu())
+        res.diversity = diversity(res.samples,
+                                  data.to_data_space(data.train[:n]).reshape(n, -1).cpu(),
+                                  data.to_data_space(data.test).flatten(1).cpu())
     return res
 
 
@@ -180,12 +182,12 @@ def baselines(data: Data) -> dict[str, float]:
     """Exact test log-likelihoods (nats per image, pixel units) of simple density models."""
     from sklearn.mixture import GaussianMixture
 
-    train = data.to_data_space(data.train).double().numpy()
-    test = data.to_data_space(data.test).double().numpy()
+    train = data.to_data_space(data.train).flatten(1).double().numpy()
+    test = data.to_data_space(data.test).flatten(1).double().numpy()
     d = train.shape[1]
     out = {}
     # The RBM with B = 0: N(mean, σ²I) with σ the global pixel sd (σ = 1 in standardised units).
-    sigma2 = float(data.scale[0]) ** 2
+    sigma2 = float(data.scale.reshape(-1)[0]) ** 2
     mu = train.mean(0)
     ll = -0.5 * (((test - mu) ** 2).sum(1) / sigma2 + d * math.log(2 * math.pi * sigma2))
     out["gaussian_shared_var"] = float(ll.mean())
@@ -341,8 +343,8 @@ def main(argv: list[str] | None = None) -> None:
                                 value_range=(0.0, 1.0), title=c.label)
     data = bench_data(args)
     base = baselines(data)
-    test = data.to_data_space(data.test).cpu()
-    train = data.to_data_space(data.train).cpu()
+    test = data.to_data_space(data.test).flatten(1).cpu()
+    train = data.to_data_space(data.train).flatten(1).cpu()
     n = min(1000, train.shape[0])
     test_div = diversity(train[:n], train[:n], test)
     plot_curves(results, args.out / "curves.png")

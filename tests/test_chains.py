@@ -272,17 +272,31 @@ def test_buffer_with_sampler_loop():
     from ebmlab.energies import Gaussian
     from ebmlab.samplers import Langevin
 
+    # Persistent chains: 2000 slots, half of them run for 5 ULA steps per iteration. Each
+    # slot accumulates ~100 steps (relaxation time 1/s = 10), so the buffer holds draws of
+    # ULA's stationary law N(μ, I/(1 − s/2)); 5 steps from fresh noise do not get there.
     energy = Gaussian([1.0, -1.0]).double()
-    buf = make_chain_source("buffer", shape=(2,), capacity=64, reinit_prob=0.0,
+    mean = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    s = 0.1
+    var = 1.0 / (1.0 - s / 2)  # ULA's exact stationary variance on N(μ, I)
+    buf = make_chain_source("buffer", shape=(2,), capacity=2000, reinit_prob=0.0,
                             dtype=torch.float64)
     g = gen()
-    sampler = Langevin(0.1)
-    for _ in range(30):
-        x = sampler.run(energy, buf.sample(32, generator=g), 5, generator=g)
+    sampler = Langevin(s)
+    for _ in range(40):
+        x = sampler.run(energy, buf.sample(1000, generator=g), 5, generator=g)
         buf.update(x)
-    # Persistent chains have moved from U[-1, 1]^2 towards the target's mean.
-    assert torch.allclose(buf.buffer.mean(0), torch.tensor([1.0, -1.0], dtype=torch.float64),
-                          atol=0.4)
+    chains = buf.buffer
+    n = chains.shape[0]
+    z = 4.5  # Monte-Carlo standard errors (slots are independent chains)
+    se_mean = math.sqrt(var / n)
+    assert ((chains.mean(0) - mean).abs() < z * se_mean).all()
+    sq = (chains - mean).square()
+    se_var = sq.std(0) / math.sqrt(n)
+    assert ((sq.mean(0) - var).abs() < z * se_var).all()
+    # Without persistence the same budget per call is visibly short of the target.
+    fresh = sampler.run(energy, buf.init.sample(n, generator=g), 5, generator=g)
+    assert ((fresh.mean(0) - mean).abs() > z * se_mean).all()
 
 
 # -- DataInit and GeneratorInit ------------------------------------------------------------

@@ -11,7 +11,7 @@ import ebmlab
 from ebmlab.cli import main
 
 TINY = ["model.width=16", "model.depth=2", "method.n_steps=5", "train.batch_size=32",
-        "method.buffer_size=500", "train.progress=false", "train.longrun_factor=2",
+        "train.progress=false", "train.longrun_factor=2",
         "data.n_train=500", "data.n_test=200", "train.plot_every=0", "train.iterations=12",
         "train.ckpt_every=4"]
 
@@ -95,7 +95,7 @@ def test_existing_run_directory_is_refused_and_untouched(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--set", "train.iterations=-1"], "train.iterations must be >= 1"),
     (["--set", "train.lrr=1"], "unknown key train.lrr"),
-    (["--set", "sampler.step_size=fast"], "sampler.step_size must be a number"),
+    (["--set", "sampler.step_size=fast"], "[samplers.negatives] step_size must be a number"),
     (["--config", "missing.toml"], "does not exist"),
     (["--set", "data.name=npy", "--set", "data.path=nope.npy"], "nope.npy"),
 ])

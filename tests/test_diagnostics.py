@@ -177,9 +177,21 @@ def test_trace_recorder_with_mala():
     torch.randn(64, 2, generator=g2, dtype=torch.float64)  # the draw of x0 above
     traj = MALA(0.3).trajectory(energy, x0, 100, generator=g2)
     np.testing.assert_allclose(d["states"], traj[:, :3].numpy())
-    # r_t = s · mean grad norm, from the given or the recorded step size.
-    assert rec.r_t(0.3) == pytest.approx(0.3 * d["grad_norm"].mean())
+    # The recorded gradient norm is the chains' mean ‖∇U(x)‖ = ‖x‖ at each step's start.
+    assert d["grad_norm"][0] == pytest.approx(x0.norm(dim=1).mean().item())
     assert rec.r_t() == pytest.approx(rec.r_t(0.3))
+
+
+def test_r_t_by_hand():
+    """r_t = meanₗ sₗ · meanₘ ‖∇U(Y_m^(ℓ))‖ on hand-made steps."""
+    rec = TraceRecorder()
+    steps = [(0.1, [1.0, 3.0]), (0.2, [2.0, 4.0]), (0.3, [0.0, 2.0])]  # chain means 2, 3, 1
+    for i, (s, g) in enumerate(steps):
+        rec(i, None, StepInfo(energy=torch.zeros(2), grad_norm=torch.tensor(g),  # type: ignore
+                              step_size=s))
+    assert rec.r_t() == pytest.approx((0.1 * 2 + 0.2 * 3 + 0.3 * 1) / 3)  # 0.3667
+    assert rec.r_t(0.5) == pytest.approx(0.5 * 2.0)  # a given step: s · overall mean
+    assert rec.as_dict()["grad_norm"] == pytest.approx([2.0, 3.0, 1.0])
 
 
 def test_trace_recorder_every_reset_and_unadjusted():

@@ -124,13 +124,17 @@ def test_edge_mass_warning_when_box_too_small() -> None:
     g = Gaussian(MEAN, COV)
     with pytest.warns(QuadratureWarning, match="box is too small"):
         res = log_partition(g, (-2.0, 2.0), n_grid=100)
-    assert res.edge_mass > 1e-4
-    assert res.log_z < g.log_partition()
+    assert res.edge_mass > 1e-4 and res.mass_outside > 0.1
+    # The mass outside is counted (on the coarse outer rings), so log Z stays close;
+    # the box alone underestimates it.
+    assert res.log_z == pytest.approx(g.log_partition(), abs=2e-3)
+    assert res.log_z_box < g.log_partition() - 0.1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         log_partition(g, BOX, n_grid=100)
         quiet = log_partition(g, (-2.0, 2.0), n_grid=100, warn=False)
     assert quiet.edge_mass == pytest.approx(res.edge_mass)
+    assert quiet.mass_outside == pytest.approx(res.mass_outside)
 
 
 def test_kl_warns_when_data_mass_is_missing() -> None:
@@ -140,26 +144,144 @@ def test_kl_warns_when_data_mass_is_missing() -> None:
                       (-2.5, 2.5), n_grid=100)
 
 
+BASE_KEYS = {"log_z", "log_z_box", "edge_mass", "model_mass_outside", "tail_converged"}
+
+
 def test_evaluate_2d() -> None:
     target = toy_target("rings")
     x = make_toy("rings", 500, seed=9)
     out = evaluate_2d(target, "rings", x_test=x, n_grid=300)
-    assert set(out) == {"log_z", "edge_mass", "kl", "nll"}
+    assert set(out) == BASE_KEYS | {"kl", "data_mass_outside", "nll"}
     assert abs(out["log_z"] - target.log_partition()) < 1e-8
     assert abs(out["kl"]) < 1e-6
+    assert out["model_mass_outside"] < 1e-6 and 0 <= out["data_mass_outside"] < 1e-6
+    assert out["tail_converged"] == 1.0
     assert out["nll"] == pytest.approx(-target.log_prob(x.double()).mean().item(), abs=1e-6)
 
     model = MLPEnergy(2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", QuadratureWarning)
         out = evaluate_2d(model, "swissroll", n_grid=100)
-    assert set(out) == {"log_z", "edge_mass"}
+    assert set(out) == BASE_KEYS
     g = Gaussian(MEAN, COV)
     out = evaluate_2d(g, g.log_prob, bounds=BOX, n_grid=200)
     assert abs(out["kl"]) < 1e-8 and abs(out["log_z"] - g.log_partition()) < 1e-8
     out = evaluate_2d(g, x_test=g.sample(300), n_grid=200)
-    assert set(out) == {"log_z", "edge_mass", "nll"}
+    assert set(out) == BASE_KEYS | {"nll"}
     assert toy_log_density("moons") is None
+
+
+# -- mass outside the box ------------------------------------------------------------------
+def _std_normal_box_mass(lo: float, hi: float) -> float:
+    return 0.5 * (math.erf(hi / math.sqrt(2)) - math.erf(lo / math.sqrt(2)))
+
+
+class BroadMixture(nn.Module):
+    """``½·p_data + ½·N(0, 100² I)``: half the mass far outside the data's box."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.target = toy_target(name)
+        self.broad = Gaussian((0.0, 0.0), ((1e4, 0.0), (0.0, 1e4)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.double()
+        return math.log(2.0) - torch.logaddexp(self.target.log_prob(x), self.broad.log_prob(x))
+
+
+def test_broad_mixture_scores_log_2_not_zero() -> None:
+    # Normalised over the box alone this model scored KL 0.0008 nats; the truth is
+    # E_p[-log(½ + ½ N/p)] ≈ log 2 (N/p is ~1e-5 where the data are).
+    with pytest.warns(QuadratureWarning, match="outside the box"):
+        out = evaluate_2d(BroadMixture("8gaussians"), "8gaussians")
+    assert out["kl"] == pytest.approx(math.log(2.0), abs=0.05)
+    assert out["kl"] == pytest.approx(math.log(2.0), abs=2e-3)
+    assert out["model_mass_outside"] == pytest.approx(0.5, abs=2e-3)
+    assert out["log_z"] == pytest.approx(0.0, abs=2e-3)
+    assert out["log_z_box"] == pytest.approx(-math.log(2.0), abs=2e-3)
+    target = toy_target("8gaussians")
+    with pytest.warns(QuadratureWarning):
+        kl = kl_divergence(target.log_prob, BroadMixture("8gaussians"), toy_bounds("8gaussians"))
+    assert kl == pytest.approx(out["kl"], abs=1e-12)
+
+
+def test_model_equal_to_data_scores_zero_with_no_outside_mass() -> None:
+    target = toy_target("8gaussians")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing significant outside: no warning
+        out = evaluate_2d(target, "8gaussians")
+        part = log_partition(target, toy_bounds("8gaussians"))
+    assert abs(out["kl"]) < 1e-6
+    assert out["model_mass_outside"] < 1e-6 and part.mass_outside < 1e-6
+    assert part.tail_converged and abs(part.log_z - target.log_partition()) < 1e-6
+
+
+@pytest.mark.parametrize("box", [((-2.0, 2.0), (-2.0, 2.0)), ((-1.0, 3.0), (-2.5, 1.5))])
+def test_mass_outside_matches_closed_form(box) -> None:
+    g = Gaussian((0.0, 0.0))
+    with pytest.warns(QuadratureWarning):
+        res = log_partition(g, box, n_grid=100)
+    inside = _std_normal_box_mass(*box[0]) * _std_normal_box_mass(*box[1])
+    assert 1 - inside > 0.08
+    # Midpoint error O(h²) on the first outer ring (cells 1/16 of the box width).
+    assert res.mass_outside == pytest.approx(1 - inside, abs=5e-4)
+    assert res.log_z_box == pytest.approx(g.log_partition() + math.log(inside), abs=1e-4)
+    assert res.log_z == pytest.approx(g.log_partition(), abs=5e-4)
+    assert res.tail_converged and res.outer_box is not None
+
+
+def test_shifted_gaussian_kl_against_closed_form() -> None:
+    # The model's mode sits near the box's edge: 6.7 % of its mass is outside.
+    m1, c1 = (3.0, 1.0), ((4.0, 0.5), (0.5, 2.0))
+    with pytest.warns(QuadratureWarning):
+        kl = kl_divergence(Gaussian((0.0, 0.0)).log_prob, Gaussian(m1, c1), (-6, 6),
+                           n_grid=200)
+    exact = _kl_gauss((0.0, 0.0), ((1.0, 0.0), (0.0, 1.0)), m1, c1)
+    assert kl == pytest.approx(exact, abs=1e-3)
+    # Normalising over the box alone would have been off by -log(1 - 0.067) ≈ 0.07.
+    assert abs(kl - exact) < 0.01 * 0.07
+
+
+def test_heavy_power_law_tail_is_extrapolated() -> None:
+    # p ∝ (1 + ‖x‖²)^(-3/2): Z = 2π, mass beyond radius R is (1 + R²)^(-1/2), 18 % outside
+    # [-5, 5]²; found out to ~10⁷ box widths, the rest by the geometric tail limit.
+    with pytest.warns(QuadratureWarning):
+        res = log_partition(lambda x: 1.5 * torch.log1p(x.square().sum(1)), (-5, 5),
+                            n_grid=200)
+    assert res.tail_converged
+    assert res.log_z == pytest.approx(math.log(2 * math.pi), abs=5e-4)
+    assert res.mass_outside == pytest.approx(0.177, abs=5e-3)
+
+
+def test_non_normalisable_energy_warns_and_gives_a_lower_bound() -> None:
+    with pytest.warns(QuadratureWarning, match="not be integrable"):
+        res = log_partition(lambda x: -x.norm(dim=1), (-3, 3), n_grid=50)
+    assert not res.tail_converged and res.mass_outside > 0.999
+    assert res.log_z > res.log_z_box + 1e3
+
+
+def test_outer_rings_errors() -> None:
+    g = Gaussian((0.0, 0.0))
+    with pytest.raises(ValueError, match="n_outer"):
+        log_partition(g, (-5, 5), n_grid=20, n_outer=30)
+
+    def nan_far(x: torch.Tensor) -> torch.Tensor:
+        u = 0.5 * x.square().sum(1)
+        return torch.where(x.abs().max(1).values > 8, math.nan, u)
+
+    with pytest.raises(ValueError, match="outside the box"):
+        log_partition(nan_far, (-5, 5), n_grid=20)
+
+
+def test_exact_evaluation_of_an_mlp_is_fast() -> None:
+    import time
+
+    model = MLPEnergy(2, width=64, depth=3, activation="leaky_relu")
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QuadratureWarning)
+        evaluate_2d(model, "8gaussians")
+    assert time.perf_counter() - start < 5.0  # ~0.5 s on one shared CPU core
 
 
 def test_eval_mode_restored_and_params_untouched() -> None:

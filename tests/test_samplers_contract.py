@@ -235,16 +235,38 @@ def test_anila_step_scaling_formula():
     torch.testing.assert_close(x1, x0 - s * gamma * x0 + math.sqrt(2 * s) * gamma.sqrt() * xi)
 
 
+def reference_chain(energy, x0, n_steps, s, b, seed):
+    """ULA / AniLA written out independently of the samplers: autograd gradient, noise
+    drawn step by step from one generator, ``x ← x − s·γ·∇U + √(2s)·√γ·ξ`` with
+    ``γ = b / max(b, |∂ⱼU|)`` (γ = 1 when ``b`` is None)."""
+    g = gen(seed)
+    x = x0.clone()
+    for _ in range(n_steps):
+        xg = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(energy(xg).sum(), xg)
+        noise = torch.randn(x.shape, generator=g, dtype=x.dtype)
+        gamma = torch.ones_like(grad) if b is None else b / torch.maximum(
+            torch.full_like(grad, b), grad.abs())
+        x = (x - s * gamma * grad + math.sqrt(2 * s) * gamma.sqrt() * noise).detach()
+    return x
+
+
 @pytest.mark.parametrize("kind", ["langevin", "anila"])
 def test_compiled_chunks_match_eager_steps(kind):
     energy = MLPEnergy(2, width=16, depth=2)
     x0 = torch.randn(32, 2)
+    b = {"langevin": None, "anila": 0.03}[kind]  # MLP gradients here are ~0.05
     build = {"langevin": lambda **kw: Langevin(0.05, **kw),
-             "anila": lambda **kw: AniLA(0.05, threshold=0.5, **kw)}[kind]
+             "anila": lambda **kw: AniLA(0.05, threshold=0.03, **kw)}[kind]
+    reference = reference_chain(energy, x0, 21, 0.05, b, seed=5)
     eager = build().run(energy, x0, 21, generator=gen(5))
+    torch.testing.assert_close(eager, reference, rtol=1e-5, atol=1e-6)
     compiled = build(compile=True, chunk=4).run(energy, x0, 21, generator=gen(5))
-    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(compiled, reference, rtol=1e-4, atol=1e-5)
     assert all(p.requires_grad and p.grad is None for p in energy.parameters())
+    if b is not None:  # the threshold is active on some coordinates: γ matters
+        (grad,) = torch.autograd.grad(energy(x0.requires_grad_(True)).sum(), x0)
+        assert (grad.abs() > b).any() and (grad.abs() < b).any()
 
 
 def test_compiled_chunks_report_the_first_non_finite_step():
@@ -257,3 +279,62 @@ def test_compiled_chunks_report_the_first_non_finite_step():
     x0 = torch.ones(4, 2)
     with pytest.raises(NonFiniteError, match="at step"):
         Langevin(5.0, compile=True, chunk=4).run(energy, x0, 60, generator=gen(0))
+
+
+# -- the final state is checked too ------------------------------------------------------
+EXPLODERS = {  # one step from x0 = ones sends the state to ±inf in float32
+    "langevin": lambda: Langevin(1e21),
+    "anila": lambda: AniLA(1e39, threshold=1.0),
+    "underdamped": lambda: UnderdampedLangevin(1e39),
+    "svgd": lambda: SVGD(1e39),
+}
+
+
+def steep(x: torch.Tensor) -> torch.Tensor:
+    return 1e18 * x.square().sum(1)
+
+
+@pytest.mark.parametrize("kind", EXPLODERS)
+def test_non_finite_final_state_raises(kind):
+    with pytest.raises(NonFiniteError, match="non-finite state at step 0"):
+        EXPLODERS[kind]().run(steep, torch.ones(4, 2), 1, generator=gen(0))
+    seen = []
+    with pytest.raises(NonFiniteError, match="non-finite state at step 0"):
+        EXPLODERS[kind]().run(steep, torch.ones(4, 2), 1, generator=gen(0),
+                              callback=lambda i, s, info: seen.append(i))
+    assert seen == []  # the callback never saw the bad state
+    with pytest.raises(NonFiniteError, match="non-finite"):
+        EXPLODERS[kind]().trajectory(steep, torch.ones(4, 2), 3, generator=gen(0))
+
+
+def test_issue_example_langevin_huge_step():
+    with pytest.raises(NonFiniteError, match="Langevin: non-finite state at step 0"):
+        Langevin(1e21).run(lambda x: 1e18 * x.square().sum(1), torch.ones(4, 2), 1)
+
+
+def kicked_at(call: int):
+    """A flat energy (U = 0, ∇U = 0) until evaluation ``call``, from which on ∇U = 1e10
+    per entry: finite energy and gradient, but a gradient step of 1e30 sends the state
+    to -inf in float32."""
+    calls = {"n": 0}
+
+    def energy(x):
+        calls["n"] += 1
+        kick = 1e10 if calls["n"] >= call else 0.0
+        return kick * (x - x.detach()).sum(dim=1)
+
+    return energy
+
+
+def test_callback_never_sees_a_non_finite_state():
+    states = []
+    with pytest.raises(NonFiniteError, match="non-finite state at step 3"):
+        Langevin(1e30, noise_scale=0.0).run(
+            kicked_at(4), torch.ones(4, 2), 10,
+            callback=lambda i, s, info: states.append((i, s.x.clone())))
+    assert [i for i, _ in states] == [0, 1, 2]
+    assert all(torch.isfinite(x).all() for _, x in states)
+    # Without a callback the checks are batched: the bad state shows as the next
+    # step's non-finite energy, still before the run returns.
+    with pytest.raises(NonFiniteError, match="at step 4"):
+        Langevin(1e30, noise_scale=0.0).run(kicked_at(4), torch.ones(4, 2), 10)

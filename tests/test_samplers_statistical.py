@@ -13,7 +13,17 @@ import pytest
 import torch
 
 from ebmlab.energies import Gaussian, GaussianMixture
-from ebmlab.samplers import HMC, MALA, SVGD, AniLA, Langevin, UnderdampedLangevin, drive
+from ebmlab.samplers import (
+    HMC,
+    MALA,
+    SVGD,
+    AniLA,
+    DualAveraging,
+    Langevin,
+    UnderdampedLangevin,
+    drive,
+)
+from ebmlab.samplers.svgd import median_bandwidth
 
 Z = 4.5  # a few standard errors; many comparisons run per test
 COV = [[1.0, 0.8], [0.8, 1.0]]
@@ -64,7 +74,7 @@ def test_exact_samplers_correlated_gaussian_from_overdispersed_start(sampler, st
 
 @pytest.mark.parametrize(
     "sampler",
-    [MALA(0.8), HMC(1.0, n_leapfrog=4), HMC(1.0, n_leapfrog=4, mass=torch.tensor([1.0, 2.0]))],
+    [MALA(0.8), HMC(1.2, n_leapfrog=4), HMC(1.6, n_leapfrog=4, mass=torch.tensor([1.0, 2.0]))],
     ids=["mala", "hmc", "hmc_mass"],
 )
 def test_exact_samplers_keep_a_gaussian_mixture_invariant(sampler):
@@ -74,7 +84,7 @@ def test_exact_samplers_keep_a_gaussian_mixture_invariant(sampler):
     accepts = []
     x = sampler.run(MIX, x0, 40, generator=gen(4),
                     callback=lambda i, s, info: accepts.append(info.accept_prob.mean().item()))
-    assert 0.2 < np.mean(accepts) < 0.95
+    assert 0.3 < np.mean(accepts) < 0.8  # measured: 0.65, 0.68, 0.47
     assert_moments(x, *mixture_moments(MIX))
 
 
@@ -168,12 +178,44 @@ def test_anila_with_inactive_threshold_converges_to_target_as_step_shrinks():
 
 @pytest.mark.parametrize("normalize", [False, True])
 def test_svgd_particles_match_gaussian_moments(normalize):
+    # Particles are not independent draws; the yardstick is the Monte-Carlo standard error
+    # of as many i.i.d. draws (SVGD should do at least as well). Measured: means within
+    # 0.02 SE, covariances ~6 % low (finite-particle SVGD under-disperses): ~0.7 SE.
     target = Gaussian([1.0, -1.0], COV)
     x0 = torch.randn(200, 2, dtype=torch.float64, generator=gen(16))
     x = SVGD(0.3 if normalize else 0.2, normalize=normalize).run(target, x0, 500)
-    assert (x.mean(0) - target.mean).abs().max() < 0.05
-    rel = (torch.cov(x.T) - target.cov).abs() / target.cov.diagonal().max()
-    assert rel.max() < 0.1
+    assert_moments(x, target.mean, target.cov)
+    # The particles spread over the target instead of collapsing to its mode.
+    assert moment_errors(x0, target.mean, target.cov).max() > Z
+
+
+def test_median_bandwidth_rule():
+    # Six points on a line at 0..5: 15 pairwise distances 1×5, 2×4, 3×3, 4×2, 5×1, median 2.
+    x = torch.tensor([[float(i), 0.0] for i in range(6)], dtype=torch.float64)
+    sq = torch.cdist(x, x).square()
+    assert median_bandwidth(sq).item() == pytest.approx(4.0 / math.log(6))
+    # Points 0, 1, 3: distances 1, 2, 3, median 2.
+    y = torch.tensor([[0.0], [1.0], [3.0]], dtype=torch.float64)
+    assert median_bandwidth(torch.cdist(y, y).square()).item() == pytest.approx(4 / math.log(3))
+    # Degenerate sets fall back to h = 1.
+    assert median_bandwidth(torch.zeros(1, 1)).item() == 1.0
+    assert median_bandwidth(torch.zeros(4, 4)).item() == 1.0
+    # SVGD uses exactly this h (and K = exp(-‖xᵢ − xⱼ‖²/h)) when bandwidth is None.
+    k, _, h = SVGD(0.1).kernel(x)
+    assert h.item() == pytest.approx(4.0 / math.log(6))
+    torch.testing.assert_close(k, torch.exp(-sq * math.log(6) / 4.0))
+    k, _, h = SVGD(0.1, bandwidth=0.5).kernel(x)
+    assert h.item() == 0.5
+    torch.testing.assert_close(k, torch.exp(-sq / 0.5))
+
+
+def test_svgd_step_is_x_plus_step_times_direction():
+    target = Gaussian([0.5, -0.5], COV)
+    x = torch.randn(9, 2, dtype=torch.float64, generator=gen(22))
+    sampler = SVGD(0.37)
+    phi, u, g = sampler.direction(target, x)
+    torch.testing.assert_close(sampler.run(target, x, 1), x + 0.37 * phi)
+    torch.testing.assert_close(u, target(x))
 
 
 @pytest.mark.parametrize("sampler, target_accept", [(MALA(2.0, adapt_steps=300), 0.574),
@@ -220,3 +262,102 @@ def test_svgd_direction_matches_direct_formula(use_features):
     svgd = SVGD(0.1, bandwidth=0.7, features=features if use_features else None)
     phi, _, _ = svgd.direction(target, x)
     torch.testing.assert_close(phi, brute_force_phi(target, x, features, 0.7))
+
+
+# -- detailed balance, deterministically ---------------------------------------------------
+def grad_of(energy, x):
+    xg = x.clone().requires_grad_(True)
+    return torch.autograd.grad(energy(xg).sum(), xg)[0]
+
+
+@pytest.mark.parametrize("s", [0.05, 0.8])
+def test_mala_log_acceptance_is_antisymmetric(s):
+    """For fixed noise ξ, y = x − s∇U(x) + √(2s)ξ, and the reverse noise
+    ξ' = (x − y + s∇U(y))/√(2s) that proposes x from y: log α(x→y) = −log α(y→x)."""
+    sampler = MALA(s)
+    x = MIX.sample(64, generator=gen(30))
+    xi = torch.randn(x.shape, generator=gen(31), dtype=torch.float64)
+    y, log_a = sampler.propose(MIX, x, xi)
+    torch.testing.assert_close(y, x - s * grad_of(MIX, x) + math.sqrt(2 * s) * xi)
+    xi_back = (x - y + s * grad_of(MIX, y)) / math.sqrt(2 * s)
+    x_back, log_b = sampler.propose(MIX, y, xi_back)
+    torch.testing.assert_close(x_back, x, rtol=0, atol=1e-12)
+    torch.testing.assert_close(log_a + log_b, torch.zeros_like(log_a), rtol=0, atol=1e-10)
+    # ... and it is the textbook ratio U(x) − U(y) + log q(x|y) − log q(y|x).
+    exact = (MIX(x) - MIX(y) - 0.5 * xi_back.square().sum(1) + 0.5 * xi.square().sum(1))
+    torch.testing.assert_close(log_a, exact, rtol=0, atol=1e-10)
+    assert log_a.abs().max() > 0.02  # the moves are not trivially accepted
+
+
+def test_mala_step_uses_the_proposal_and_its_acceptance():
+    sampler = MALA(0.8)
+    x = MIX.sample(256, generator=gen(32))
+    new, info = sampler.step(MIX, sampler.init(MIX, x), gen(33))
+    g = gen(33)
+    xi = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    log_u = torch.rand(x.shape[0], generator=g, dtype=torch.float64).log()
+    y, log_a = sampler.propose(MIX, x, xi)
+    torch.testing.assert_close(info.accept_prob, log_a.clamp(max=0).exp())
+    accepted = log_u < log_a
+    assert torch.equal(info.accepted, accepted) and 0 < accepted.sum() < len(x)
+    torch.testing.assert_close(new.x, torch.where(accepted[:, None], y, x))
+    torch.testing.assert_close(new.energy, MIX(new.x))
+    torch.testing.assert_close(new.grad, grad_of(MIX, new.x))
+
+
+@pytest.mark.parametrize("mass", [None, torch.tensor([1.0, 2.5])], ids=["unit", "diag"])
+def test_hmc_log_acceptance_is_antisymmetric(mass):
+    """Leapfrog is reversible: from (y, −p₁) it returns to (x, −p₀), and
+    log α(x→y) = H(x, p₀) − H(y, p₁) = −log α(y→x)."""
+    sampler = HMC(0.9, n_leapfrog=5, mass=mass)
+    x = MIX.sample(64, generator=gen(34))
+    m = torch.ones(2, dtype=torch.float64) if mass is None else mass.double()
+    p0 = torch.randn(x.shape, generator=gen(35), dtype=torch.float64) * m.sqrt()
+    y, p1, log_a = sampler.propose(MIX, x, p0)
+    x_back, p_back, log_b = sampler.propose(MIX, y, -p1)
+    torch.testing.assert_close(x_back, x, rtol=0, atol=1e-10)
+    torch.testing.assert_close(p_back, -p0, rtol=0, atol=1e-10)
+    torch.testing.assert_close(log_a + log_b, torch.zeros_like(log_a), rtol=0, atol=1e-10)
+    exact = (MIX(x) + 0.5 * (p0.square() / m).sum(1)) - (MIX(y) + 0.5 * (p1.square() / m).sum(1))
+    torch.testing.assert_close(log_a, exact, rtol=0, atol=1e-10)
+    assert log_a.abs().max() > 0.1
+    # An independent leapfrog, written out here.
+    xr, pr = x.clone(), p0 - 0.45 * grad_of(MIX, x)
+    for i in range(5):
+        xr = xr + 0.9 * pr / m
+        pr = pr - (0.9 if i < 4 else 0.45) * grad_of(MIX, xr)
+    torch.testing.assert_close(y, xr)
+    torch.testing.assert_close(p1, pr)
+
+
+# -- dual averaging ------------------------------------------------------------------------
+def test_dual_averaging_first_updates_by_hand():
+    """Hoffman & Gelman (2014) Alg. 5 with ε₀ = 0.5, δ = 0.6, γ = 0.05, t₀ = 10, κ = 0.75."""
+    da = DualAveraging(0.6, 3)
+    s0 = da.init(0.5)
+    mu = math.log(5.0)
+    assert (s0.t, s0.h_bar, s0.step_size, s0.mu) == (0, 0.0, pytest.approx(0.5), mu)
+    s1 = da.update(s0, 0.9)
+    h1 = (0.6 - 0.9) / 11
+    assert s1.h_bar == pytest.approx(h1)
+    assert s1.log_step == pytest.approx(mu - h1 / 0.05)
+    assert s1.log_step_bar == pytest.approx(mu - h1 / 0.05)  # weight 1⁻⁰·⁷⁵ = 1
+    s2 = da.update(s1, 0.2)
+    h2 = (1 - 1 / 12) * h1 + (0.6 - 0.2) / 12
+    log2 = mu - math.sqrt(2) / 0.05 * h2
+    w = 2 ** -0.75
+    assert s2.h_bar == pytest.approx(h2) and s2.log_step == pytest.approx(log2)
+    assert s2.log_step_bar == pytest.approx(w * log2 + (1 - w) * s1.log_step_bar)
+    s3 = da.update(s2, 0.5)  # the last adaptation step freezes the averaged step
+    assert s3.log_step == s3.log_step_bar
+    assert da.update(s3, 0.0) == s3  # frozen afterwards
+
+
+@pytest.mark.parametrize("eps0", [0.01, 1.0, 20.0])
+def test_dual_averaging_converges_on_a_known_curve(eps0):
+    # Acceptance α(ε) = exp(−ε): the target δ = 0.65 is hit at ε* = −log 0.65.
+    da = DualAveraging(0.65, 500)
+    s = da.init(eps0)
+    for _ in range(500):
+        s = da.update(s, math.exp(-s.step_size))
+    assert s.step_size == pytest.approx(-math.log(0.65), rel=0.03)

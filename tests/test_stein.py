@@ -133,7 +133,7 @@ def _amortized_svgd(kernel: str, steps: int = 600) -> torch.Tensor:
         opt.zero_grad()
         method.step(batch, gen).losses["generator"].backward()
         opt.step()
-    return method.sample(4000, gen)
+    return method.sample(4000, rng=gen)
 
 
 def test_amortized_svgd_matches_a_gaussian_and_the_kernel_gives_diversity():
@@ -170,7 +170,7 @@ def test_cli_trains_an_rbm_on_the_digits_with_exact_likelihood(tmp_path, capsys,
     out = tmp_path / "run"
     sets = ["data.name=digits", "model.name=rbm", f"method.name={method}", "sampler.name=svgd",
             "sampler.step_size=0.1", "train.iterations=30", "train.batch_size=100",
-            "train.progress=false", "train.longrun_factor=1", "method.n_steps=2"]
+            "train.progress=false", "train.longrun_factor=1"]
     if method == "steingan":
         sets += ["generator.name=deconv", "generator.width=8", "generator.latent_dim=8"]
     assert main(["train", "--out", str(out), *_sets(sets)]) == 0
@@ -180,8 +180,8 @@ def test_cli_trains_an_rbm_on_the_digits_with_exact_likelihood(tmp_path, capsys,
     run = load_run(out)
     data = run.trainer.data
     with torch.no_grad():
-        log_z_z = float(run.energy.log_partition())
-        ll_z = float(run.energy.log_prob(data.test.double()).mean())
+        log_z_z = float(run.method.energy.log_partition())
+        ll_z = float(run.method.energy.log_prob(data.test.double()).mean())
     jac = float(data.scale.double().log().sum())
     assert summary["test_ll"] == pytest.approx(ll_z - jac, abs=1e-4)
     assert summary["log_z_exact"] == pytest.approx(log_z_z + jac, abs=1e-4)
@@ -197,7 +197,7 @@ def test_cli_trains_an_rbm_on_the_digits_with_exact_likelihood(tmp_path, capsys,
     printed = json.loads(capsys.readouterr().out)
     assert printed["steps"] is None
     assert printed["origin"] == ("generator samples" if method == "steingan"
-                                 else "1000 block-Gibbs sweeps")
+                                 else "1000 gibbs steps from noise")
 
 
 def _sets(values: list[str]) -> list[str]:
@@ -206,8 +206,8 @@ def _sets(values: list[str]) -> list[str]:
 
 def test_cli_stein_config_errors(tmp_path, capsys):
     base = ["train", "--out", str(tmp_path / "r"), "--set", "method.name=steincd"]
-    assert main(base) == 2
-    assert "sampler.name = 'svgd'" in capsys.readouterr().err
+    assert main(base + _sets(["sampler.name=langevin"])) == 2
+    assert "samplers.negatives.name = 'svgd'" in capsys.readouterr().err
     assert main(base + _sets(["sampler.name=svgd", "generator.name=deconv",
                               "method.name=steingan"])) == 2
     assert "image data" in capsys.readouterr().err
@@ -216,8 +216,8 @@ def test_cli_stein_config_errors(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "r"), "--set", "data.name=mnist",
                  "--set", f"data.path={tmp_path / 'nowhere'}"]) == 2
     assert "data.path" in capsys.readouterr().err
-    for wrong, message in ((["method.kernel=none"], "applies to steingan only"),
-                           (["method.cd_prob=0.5"], "method.cd_prob does not apply"),
+    for wrong, message in ((["method.kernel=none"], "method.kernel must be one of"),
+                           (["method.cd_prob=0.5"], "unknown key method.cd_prob"),
                            (["method.name=steingan", "method.discount=1.0"],
                             "method.discount must be < 1")):
         assert main(base + _sets(["sampler.name=svgd", *wrong])) == 2

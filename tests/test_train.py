@@ -99,9 +99,10 @@ def nan_at(trainer, iteration: int, times: int = 1):
 
 
 def test_non_finite_loss_stops_naming_iteration_and_keeps_checkpoint(tmp_path):
-    trainer = start_run(config("train.iterations=20", "train.ckpt_every=5"), tmp_path / "r")
+    trainer = start_run(config("train.iterations=20", "train.ckpt_every=5",
+                               "train.on_failure=stop"), tmp_path / "r")
     nan_at(trainer, 7)
-    expected = r"iteration 7: non-finite loss \(energy\).*ckpt-00000005"
+    expected = r"iteration 7: non-finite loss of the energy.*ckpt-00000005"
     with pytest.raises(TrainingError, match=expected):
         trainer.fit()
     state, folder = load_checkpoint(tmp_path / "r")
@@ -110,7 +111,7 @@ def test_non_finite_loss_stops_naming_iteration_and_keeps_checkpoint(tmp_path):
 
 def test_non_finite_rollback_lowers_learning_rate_and_finishes(tmp_path):
     trainer = start_run(config("train.iterations=12", "train.ckpt_every=5",
-                               "train.on_nonfinite=rollback"), tmp_path / "r")
+                               "train.on_failure=rollback"), tmp_path / "r")
     nan_at(trainer, 7)
     logs = []
     trainer.log = logs.append
@@ -120,7 +121,7 @@ def test_non_finite_rollback_lowers_learning_rate_and_finishes(tmp_path):
 
 
 def test_sampler_non_finite_energy_is_reported(tmp_path):
-    trainer = start_run(config("train.iterations=5"), tmp_path / "r")
+    trainer = start_run(config("train.iterations=5", "train.on_failure=stop"), tmp_path / "r")
     with torch.no_grad():
         trainer.energy.net[0].weight[0, 0] = float("inf")
     expected = r"iteration 0: Langevin: non-finite energy.* at step 0"

@@ -10,7 +10,8 @@ Writing is atomic: files go into a hidden temporary folder, are flushed to
 disk, the folder is renamed into place, and only then does ``checkpoints/LATEST``
 (itself replaced atomically) point to it. A kill at any moment leaves the
 previous checkpoint loadable; loading falls back to the newest folder that
-reads cleanly if ``LATEST`` is missing or points to a damaged one.
+reads cleanly if ``LATEST`` is missing or points to a damaged one, with a warning
+naming both.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +132,13 @@ def load_checkpoint(root: str | Path) -> tuple[dict[str, Any], Path]:
         if not folder.is_dir():
             continue
         try:
-            return _read(folder), folder
+            state = _read(folder)
         except CheckpointError as e:
             errors.append(str(e))
+            continue
+        if errors:
+            warnings.warn(f"{errors[0]}; loaded the previous checkpoint {folder} instead",
+                          stacklevel=2)
+        return state, folder
     detail = f" ({errors[0]})" if errors else ""
     raise CheckpointError(f"no loadable checkpoint in {ckpt_root}{detail}")

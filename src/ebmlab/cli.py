@@ -186,7 +186,7 @@ def sample_run(args: argparse.Namespace) -> dict[str, Any]:
         plot_image_grid(x.clamp(0, 1).cpu(), out / "samples.png", image_shape=shape,
                         value_range=(0.0, 1.0), title=origin)
     elif x.shape[1] == 2:
-        plot_density(run.energy_x, out / "samples.png", bounds=run.trainer.data.bounds,
+        plot_density(run.energy, out / "samples.png", bounds=run.trainer.data.bounds,
                      samples=x.cpu(), title=origin)
     return summary
 
@@ -206,7 +206,9 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         trainer = resume_run(load_run_config(folder, args.set), folder)
     else:
         cfg = load_config(RunConfig, path=args.config, overrides=args.set)
-        default = f"runs/{cfg.data.name}-{cfg.method.name}-{cfg.sampler.name}"
+        negatives = cfg.samplers.get("negatives", {}).get("name")
+        default = "-".join(str(p) for p in ("runs/" + cfg.data.name, cfg.method.name, negatives)
+                           if p)
         out = Path(args.out) if args.out is not None else fresh_dir(None, default)
         trainer = start_run(cfg, out)
     print(f"ebmlab train: run directory {trainer.out} (iteration {trainer.iteration} of "

@@ -12,6 +12,7 @@ value raises :class:`ConfigError` with one line naming ``section.key``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import sys
 import types
@@ -106,15 +107,31 @@ def _check_range(name: str, value: Any, meta: Mapping[str, Any]) -> None:
             raise ConfigError(f"{name} must be <= {high}, got {v!r}")
 
 
+def suggest(name: str, valid: Sequence[str]) -> str:
+    """``"; did you mean X?"`` for the valid name closest to ``name`` (or ``""``)."""
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def unknown_key_error(what: str, name: str, valid: Sequence[str]) -> ConfigError:
+    """One line under 200 characters: the unknown name, the nearest valid one or the list."""
+    hint = suggest(name, valid)
+    if hint:
+        return ConfigError(f"unknown {what} {name}{hint}")
+    listed = ", ".join(sorted(valid))
+    if len(listed) > 120:
+        listed = listed[:117] + "..."
+    return ConfigError(f"unknown {what} {name}; valid: {listed}")
+
+
 def build_section(cls: type, section: str, values: Mapping[str, Any]) -> Any:
     """Instantiate the dataclass ``cls`` from ``values``, validating every key."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"unknown key {section}.{unknown[0]}; valid keys in [{section}]: {sorted(fields)}"
-        )
+        raise unknown_key_error("key", f"{section}.{unknown[0]}",
+                                [f"{section}.{k}" for k in fields])
     kwargs = {}
     for key, value in values.items():
         name = f"{section}.{key}"
@@ -132,10 +149,11 @@ def build_section(cls: type, section: str, values: Mapping[str, Any]) -> Any:
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
-    """``section.key=value`` → (section, key, value); the value is parsed as TOML."""
+    """``section.key=value`` → (section, key, value); the value is parsed as TOML. ``key``
+    may itself be dotted for nested tables (``optim.generator.lr=2e-4``)."""
     lhs, sep, rhs = text.partition("=")
     section, dot, key = lhs.strip().partition(".")
-    if not sep or not dot or not section or not key:
+    if not sep or not dot or not section or not key or "" in key.split("."):
         raise ConfigError(f"--set needs section.key=value, got {text!r}")
     rhs = rhs.strip()
     try:
@@ -161,23 +179,45 @@ def load_config(schema: type, path: str | Path | None = None,
 
     Values come from ``base`` (e.g. a saved run's config), then the TOML file,
     then ``overrides`` (``section.key=value`` strings), later winning.
+    A schema with a ``from_raw(raw)`` classmethod builds itself from the merged nested
+    mapping (sections whose keys depend on other values, e.g. a method's own options).
     """
-    raw: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (base or {}).items()}
+    raw: dict[str, Any] = {}
+    merge_tables(raw, base or {})
     if path is not None:
-        for sec, vals in read_toml(path).items():
+        table = read_toml(path)
+        for sec, vals in table.items():
             if not isinstance(vals, dict):
                 raise ConfigError(f"top-level key {sec!r} must be a [section]")
-            raw.setdefault(sec, {}).update(vals)
+        merge_tables(raw, table)
     for text in overrides:
         sec, key, value = parse_override(text)
-        raw.setdefault(sec, {})[key] = value
+        node = raw.setdefault(sec, {})
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {text!r}: {sec}.{part} is not a table")
+        node[leaf] = value
+    if hasattr(schema, "from_raw"):
+        return schema.from_raw(raw)
     sections = {f.name: f for f in dataclasses.fields(schema)}
     hints = typing.get_type_hints(schema)
     unknown = sorted(set(raw) - set(sections))
     if unknown:
-        raise ConfigError(f"unknown section [{unknown[0]}]; valid sections: {sorted(sections)}")
+        raise unknown_key_error("section", f"[{unknown[0]}]", [f"[{s}]" for s in sections])
     built = {name: build_section(hints[name], name, raw.get(name, {})) for name in sections}
     return schema(**built)
+
+
+def merge_tables(into: dict[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge nested mappings: tables merge key by key, other values replace."""
+    for k, v in new.items():
+        if isinstance(v, Mapping) and isinstance(into.get(k), dict):
+            merge_tables(into[k], v)
+        else:
+            into[k] = dict(v) if isinstance(v, Mapping) else v
+    return into
 
 
 def to_dict(cfg: Any) -> dict[str, dict[str, Any]]:
@@ -198,10 +238,21 @@ def _toml_value(v: Any) -> str:
 
 
 def dump_toml(cfg: Any) -> str:
-    """The config as TOML text (``None`` values are left out: they mean "default")."""
+    """The config as TOML text (``None`` values are left out: they mean "default"); nested
+    tables become ``[section.name]``. A config with ``to_tables()`` chooses its own tables."""
+    tables = cfg.to_tables() if hasattr(cfg, "to_tables") else to_dict(cfg)
     lines: list[str] = []
-    for section, values in to_dict(cfg).items():
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
-        lines.append("")
+
+    def emit(name: str, values: Mapping[str, Any]) -> None:
+        plain = {k: v for k, v in values.items() if not isinstance(v, Mapping) and v is not None}
+        if plain or len(plain) == len(values):  # no header for a table of tables only
+            lines.append(f"[{name}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in plain.items())
+            lines.append("")
+        for k, v in values.items():
+            if isinstance(v, Mapping):
+                emit(f"{name}.{k}", v)
+
+    for section, values in tables.items():
+        emit(section, values)
     return "\n".join(lines)

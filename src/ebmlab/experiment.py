@@ -1,16 +1,26 @@
-"""What a run is made of: the config schema, and building data, model, sampler and
+"""What a run is made of: the config schema, and building data, model, samplers and
 method from it. The trainer and the CLI use this; a method never opens files.
+
+A config has the sections ``[data]``, ``[model]``, ``[method]`` (``name`` picks a
+registered method, the other keys are that method's own options),
+``[samplers.<role>]`` (one table per sampler role of the method, e.g.
+``negatives``; its keys go straight to :func:`ebmlab.samplers.make_sampler`;
+``[sampler]`` is short for ``[samplers.negatives]``), ``[optim.<group>]``
+(optimiser settings per parameter group, each defaulting to ``[train]``),
+``[generator]`` (for methods with a generator) and ``[train]``.
 
 Data are standardised (``z = (x − shift)/scale``) unless ``data.standardize =
 false``: the energy learns ``U_z``, so chains, step sizes and noise defaults
-work for arrays of any scale and offset. Evaluation and plots happen in data
-space through :class:`DataSpaceEnergy`, ``U_x(x) = U_z((x − shift)/scale)``,
+work for arrays of any scale and offset. Evaluation, plots and ``load_run`` work
+in data space through :class:`DataSpaceEnergy`, ``U_x(x) = U_z((x − shift)/scale)``,
 whose normaliser absorbs the Jacobian, so quadrature gives exact data-space
-densities.
+densities. Images keep their shape ``(C, H, W)``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,20 +28,23 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ebmlab.chains import NoiseInit, ReplayBuffer
-from ebmlab.config import ConfigError, option
+from ebmlab.chains import NoiseInit
+from ebmlab.config import ConfigError, build_section, option, suggest, unknown_key_error
 from ebmlab.data.arrays import load_array
 from ebmlab.data.images import IMAGE_DATASETS
 from ebmlab.data.toy2d import TOY_DATASETS, canonical_name, make_toy, toy_bounds, toy_log_density
-from ebmlab.energies import GaussianBernoulliRBM, MLPEnergy
+from ebmlab.energies import ConvEnergy, GaussianBernoulliRBM, MLPEnergy
 from ebmlab.generators import DeconvGenerator, MLPGenerator
-from ebmlab.methods import REGIMES, MaximumLikelihood, Method, SteinCD, SteinGAN
-from ebmlab.samplers import SAMPLERS, Sampler, make_sampler
+from ebmlab.methods import METHODS, Method, MethodOptions, method_spec
+from ebmlab.samplers import Sampler, make_sampler
 
 TOY_NAMES = sorted(TOY_DATASETS)
 ARRAY_FORMATS = ("npy", "csv")
 IMAGE_NEEDS_PATH = tuple(n for n in IMAGE_DATASETS if n != "digits")
-METHODS = (*REGIMES, "steincd", "steingan")
+SECTIONS = ("data", "model", "method", "samplers", "optim", "generator", "train")
+SAMPLER_ALIAS = "sampler"  # [sampler] = [samplers.negatives]
+RENAMED = {("train", "lr_generator"): "optim.generator.lr",
+           ("train", "on_nonfinite"): "train.on_failure"}
 
 
 # -- the schema ---------------------------------------------------------------------------
@@ -55,104 +68,37 @@ class DataConfig:
                                "sets use one scalar mean and sd for all pixels")
 
     def validate(self) -> None:
+        if self.path:
+            self.path = str(Path(self.path).expanduser())
         if self.name in ARRAY_FORMATS or self.name in IMAGE_NEEDS_PATH:
             if not self.path:
                 raise ValueError(f"data.path is required when data.name = {self.name!r}")
         elif self.name == "digits" and self.path:
             raise ValueError("data.path does not apply to data.name = 'digits' (built in)")
         elif self.name not in IMAGE_DATASETS and not _is_toy(self.name):
-            raise ValueError(f"data.name must be one of "
-                             f"{TOY_NAMES + list(IMAGE_DATASETS) + list(ARRAY_FORMATS)}, "
-                             f"got {self.name!r}")
+            names = TOY_NAMES + list(IMAGE_DATASETS) + list(ARRAY_FORMATS)
+            raise ValueError(f"data.name must be one of {', '.join(names)}; got "
+                             f"{self.name!r}{suggest(self.name, names)}")
 
 
 @dataclass
 class ModelConfig:
-    name: str = option("mlp", choices=["mlp", "rbm"],
-                       help="mlp: MLPEnergy; rbm: GaussianBernoulliRBM (exact log Z)")
+    name: str = option("mlp", choices=["mlp", "conv", "rbm"],
+                       help="mlp: MLPEnergy; conv: ConvEnergy (image data, kept (C, H, W)); "
+                       "rbm: GaussianBernoulliRBM (exact log Z)")
     n_hidden: int = option(10, low=1, high=24, help="rbm: hidden units (log Z enumerates "
                            "2^n_hidden states)")
-    width: int = option(64, low=1)
-    depth: int = option(3, low=1)
+    width: int = option(64, low=1, help="mlp: hidden units; conv: channels of the first block")
+    depth: int = option(3, low=1, help="mlp: hidden layers; conv: blocks")
     activation: str = option("leaky_relu",
                              choices=["silu", "leaky_relu", "elu", "tanh", "softplus"])
     spectral_norm: bool = option(False)
 
 
 @dataclass
-class SamplerConfig:
-    name: str = option("langevin", choices=sorted(SAMPLERS))
-    step_size: float = option(0.005, low=0.0, low_open=True,
-                              help="s in x ← x − s∇U + σξ (the papers' ε²/2)")
-    noise_scale: float | None = option(None, low=0.0,
-                                       help="σ; default √(2s), i.e. temperature 1")
-    threshold: float | None = option(None, low=0.0, low_open=True, help="AniLA's b")
-    mode: str = option("elementwise", choices=["elementwise", "norm"], help="AniLA's form")
-    bandwidth: float | None = option(None, low=0.0, low_open=True,
-                                     help="svgd: RBF bandwidth h; default med²/log n")
-    normalize: bool = option(False, help="svgd: divide by Σⱼ k instead of n")
-    n_leapfrog: int = option(5, low=1)
-    friction: float = option(1.0, low=0.0, low_open=True)
-    grad_clip: float | None = option(None, low=0.0, low_open=True,
-                                     help="cap on each chain's ‖∇U‖ inside the sampler")
-    clamp: list[float] | None = option(None, help="[low, high] box for the states")
-
-    def validate(self) -> None:
-        if self.clamp is not None and (len(self.clamp) != 2 or not self.clamp[0] < self.clamp[1]):
-            raise ValueError(f"sampler.clamp must be [low, high] with low < high, got {self.clamp}")
-        if self.name == "anila" and self.threshold is None:
-            raise ValueError("sampler.threshold (AniLA's b) is required for sampler.name = 'anila'")
-
-
-@dataclass
-class MethodConfig:
-    name: str = option("persistent", choices=list(METHODS),
-                       help="short_run / persistent / cd (maximum likelihood), steincd, "
-                       "steingan (with cd_prob > 0: SteinCD-GAN(α))")
-    n_steps: int = option(20, low=1, help="sampler steps per iteration (K)")
-    n_chains: int | None = option(None, low=1, help="negatives per iteration; default batch")
-    init: str = option("uniform", choices=["uniform", "gaussian"],
-                       help="noise the chains start from (standardised units)")
-    init_scale: float = option(2.5, low=0.0, low_open=True,
-                               help="uniform: half-width of the box; gaussian: sd")
-    buffer_size: int = option(500, low=1, help="persistent: replay buffer capacity")
-    reinit_prob: float = option(0.05, low=0.0, high=1.0, help="persistent: restart rate")
-    energy_penalty: float = option(0.0, low=0.0, help="α in α·mean(U⁺² + U⁻²)")
-    data_noise: float = option(0.0, low=0.0, help="sd of noise added to data batches")
-    invariant_tuning: bool = option(False, help="learning rate × ε²/2 (Anatomy)")
-    symmetric: bool = option(False, help="steincd: the symmetric update, Eq. (17)")
-    kernel: str = option("rbf", choices=["rbf", "features", "none"],
-                         help="steincd / steingan: SVGD kernel on x or on the energy's "
-                         "features; steingan also none (plain gradient, no repulsion)")
-    cd_prob: float = option(0.0, low=0.0, high=1.0,
-                            help="steingan: α, share of SteinCD energy updates")
-    discount: float = option(0.0, low=0.0, high=1.0, help="steingan: γ in mean U⁺ − "
-                             "(1 − γ) mean U⁻ (paper: 0.7)")
-    discount_high: float | None = option(None, low=0.0, high=1.0, help="steingan: γ while "
-                                         "mean U⁺ > mean U⁻ (paper: 0.9)")
-
-    def validate(self) -> None:
-        for key in ("discount", "discount_high"):
-            value = getattr(self, key)
-            if value is not None and value >= 1.0:
-                raise ValueError(f"method.{key} must be < 1 (the negatives' weight is 1 − γ), "
-                                 f"got {value}")
-        stein_only = {"kernel": "rbf", "symmetric": False, "cd_prob": 0.0, "discount": 0.0,
-                      "discount_high": None}
-        applies = {"steincd": ("kernel", "symmetric"),
-                   "steingan": ("kernel", "cd_prob", "discount", "discount_high")}
-        for key, default in stein_only.items():
-            if getattr(self, key) != default and key not in applies.get(self.name, ()):
-                raise ValueError(f"method.{key} does not apply to method.name = {self.name!r}")
-        if self.name == "steincd" and self.kernel == "none":
-            raise ValueError("method.kernel = 'none' applies to steingan only (SteinCD "
-                             "needs the kernel's Stein direction)")
-
-
-@dataclass
 class GeneratorConfig:
     name: str = option("mlp", choices=["mlp", "deconv"],
-                       help="generator network of steingan (deconv: image data)")
+                       help="generator network (deconv: image data)")
     latent_dim: int = option(16, low=1, help="dimension of the noise ξ ~ N(0, I)")
     width: int = option(128, low=1, help="hidden width (mlp) / channels (deconv)")
     depth: int = option(2, low=1, help="mlp: hidden layers")
@@ -162,16 +108,18 @@ class GeneratorConfig:
 class TrainConfig:
     iterations: int = option(6000, low=1)
     batch_size: int = option(200, low=1)
-    optimizer: str = option("adam", choices=["adam", "sgd"])
-    lr: float = option(1e-3, low=0.0, low_open=True)
-    lr_generator: float | None = option(None, low=0.0, low_open=True,
-                                        help="learning rate of a generator; default train.lr")
+    optimizer: str = option("adam", choices=["adam", "adamw", "sgd"],
+                            help="default of every [optim.<group>]")
+    lr: float = option(1e-3, low=0.0, low_open=True, help="default learning rate of every group")
     beta1: float = option(0.5, low=0.0, high=1.0)
     beta2: float = option(0.999, low=0.0, high=1.0)
     weight_decay: float = option(0.0, low=0.0)
     lr_schedule: str = option("cosine", choices=["constant", "cosine"])
+    schedule_length: int | None = option(None, low=1, help="iterations the cosine spans; "
+                                         "default train.iterations (so resuming with more "
+                                         "iterations stretches the remaining decay)")
     grad_clip: float | None = option(None, low=0.0, low_open=True,
-                                     help="cap on the parameter-gradient norm")
+                                     help="cap on each group's parameter-gradient norm")
     seed: int = option(0)
     device: str = option("cpu", help="cpu, cuda, cuda:1, ...")
     threads: int = option(1, low=0, help="CPU threads for torch; 0: torch's default. One "
@@ -181,21 +129,146 @@ class TrainConfig:
     plot_every: int = option(2000, low=0, help="0: plot only at the end")
     longrun_every: int = option(0, low=0, help="0: long-run check only at the end")
     longrun_factor: int = option(20, low=1, help="long-run chains run factor × n_steps")
-    on_nonfinite: str = option("stop", choices=["stop", "rollback"])
+    divergence_check: bool = option(True, help="watch d_st and the energy scale for runaway "
+                                    "learning (see ebmlab.divergence)")
+    on_failure: str = option("rollback", choices=["stop", "rollback"],
+                             help="on divergence or non-finite values: roll back to the last "
+                             "good checkpoint with a lower learning rate, or stop (exit 1)")
     rollback_lr_factor: float = option(0.5, low=0.0, high=1.0, low_open=True)
     max_rollbacks: int = option(3, low=0)
     tensorboard: bool = option(False)
-    progress: bool = option(True)
+    progress: bool = option(True, help="a progress bar on a terminal, else a line every 5%")
+
+
+@dataclass
+class OptimConfig:
+    """``[optim.<group>]``: one parameter group's optimiser; unset keys come from [train]."""
+
+    optimizer: str | None = option(None, choices=["adam", "adamw", "sgd"])
+    lr: float | None = option(None, low=0.0, low_open=True)
+    beta1: float | None = option(None, low=0.0, high=1.0)
+    beta2: float | None = option(None, low=0.0, high=1.0)
+    weight_decay: float | None = option(None, low=0.0)
+    grad_clip: float | None = option(None, low=0.0, low_open=True)
+    lr_schedule: str | None = option(None, choices=["constant", "cosine"])
+
+    def resolved(self, train: TrainConfig) -> OptimConfig:
+        """Every key set, from this table or else from [train]."""
+        return OptimConfig(**{f.name: (getattr(train, f.name) if getattr(self, f.name) is None
+                                       else getattr(self, f.name))
+                              for f in dataclasses.fields(self)})
 
 
 @dataclass
 class RunConfig:
+    """A whole run's config. Build it with ``load_config(RunConfig, ...)``."""
+
     data: DataConfig
     model: ModelConfig
-    sampler: SamplerConfig
-    method: MethodConfig
+    method: MethodOptions
+    samplers: dict[str, dict[str, Any]]
+    optim: dict[str, OptimConfig]
+    generator: GeneratorConfig | None
     train: TrainConfig
-    generator: GeneratorConfig
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any]) -> RunConfig:
+        raw = dict(raw)
+        for (sec, key), new in RENAMED.items():
+            if isinstance(raw.get(sec), dict) and key in raw[sec]:
+                raise ConfigError(f"{sec}.{key} is now {new}")
+        if SAMPLER_ALIAS in raw:  # [sampler] is short for [samplers.negatives]
+            alias = raw.pop(SAMPLER_ALIAS)
+            samplers = dict(raw.get("samplers", {}))
+            samplers["negatives"] = {**samplers.get("negatives", {}), **alias}
+            raw["samplers"] = samplers
+        for sec in raw:
+            if sec not in SECTIONS:
+                raise unknown_key_error("section", f"[{sec}]", [f"[{s}]" for s in SECTIONS])
+            if not isinstance(raw[sec], dict):
+                raise ConfigError(f"[{sec}] must be a table")
+        method_raw = raw.get("method", {})
+        spec = method_spec(str(method_raw.get("name", MethodOptions.name)))
+        method = build_section(spec.options, "method", method_raw)
+        if raw.get("generator") and "generator" not in spec.sections:
+            raise ConfigError(f"[generator] does not apply to method.name = {spec.name!r}")
+        generator = (build_section(GeneratorConfig, "generator", raw.get("generator", {}))
+                     if "generator" in spec.sections else None)
+        samplers = {}
+        for role in raw.get("samplers", {}):
+            if role not in spec.roles:
+                raise unknown_key_error("sampler role", f"samplers.{role}",
+                                        [f"samplers.{r}" for r in spec.roles])
+        for role, default in spec.roles.items():
+            given = raw.get("samplers", {}).get(role, {})
+            if not isinstance(given, dict):
+                raise ConfigError(f"samplers.{role} must be a table")
+            samplers[role] = {**default, **given}
+            build_sampler(role, samplers[role])  # validates now, before anything is written
+        optim = {}
+        for group, values in raw.get("optim", {}).items():
+            if group not in spec.groups:
+                raise unknown_key_error("parameter group", f"optim.{group}",
+                                        [f"optim.{g}" for g in spec.groups])
+            if not isinstance(values, dict):
+                raise ConfigError(f"optim.{group} must be a table")
+            optim[group] = build_section(OptimConfig, f"optim.{group}", values)
+        return cls(
+            data=build_section(DataConfig, "data", raw.get("data", {})),
+            model=build_section(ModelConfig, "model", raw.get("model", {})),
+            method=method, samplers=samplers, optim=optim, generator=generator,
+            train=build_section(TrainConfig, "train", raw.get("train", {})))
+
+    def optim_for(self, group: str) -> OptimConfig:
+        """``group``'s optimiser settings, unset keys filled from [train]."""
+        return self.optim.get(group, OptimConfig()).resolved(self.train)
+
+    def to_tables(self) -> dict[str, Any]:
+        """Nested tables for TOML: only sections that apply to the method."""
+        tables: dict[str, Any] = {"data": dataclasses.asdict(self.data),
+                                  "model": dataclasses.asdict(self.model),
+                                  "method": dataclasses.asdict(self.method),
+                                  "samplers": {r: dict(v) for r, v in self.samplers.items()}}
+        if self.optim:
+            tables["optim"] = {g: {k: v for k, v in dataclasses.asdict(o).items()
+                                   if v is not None} for g, o in self.optim.items()}
+        if self.generator is not None:
+            tables["generator"] = dataclasses.asdict(self.generator)
+        tables["train"] = dataclasses.asdict(self.train)
+        return tables
+
+
+# Settings a resumed run may change: how long, how fast, how it logs. Everything else
+# (data, model, method, samplers, other optimiser settings) is refused on --resume.
+RESUME_SAFE = ("train.iterations", "train.lr", "train.log_every", "train.ckpt_every",
+               "train.plot_every", "train.longrun_every", "train.longrun_factor",
+               "train.progress", "train.tensorboard", "train.threads", "train.device",
+               "train.on_failure", "train.max_rollbacks", "train.rollback_lr_factor",
+               "train.divergence_check", "train.grad_clip", "train.schedule_length",
+               "optim.*.lr", "optim.*.grad_clip")
+
+
+def flat_items(tables: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tables.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat_items(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def check_resume_changes(saved: RunConfig, new: RunConfig) -> None:
+    """Refuse a resume that changes anything but :data:`RESUME_SAFE` keys (one line)."""
+    import fnmatch
+
+    a, b = flat_items(saved.to_tables()), flat_items(new.to_tables())
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key) and not any(fnmatch.fnmatchcase(key, pat)
+                                                 for pat in RESUME_SAFE):
+            raise ConfigError(f"--resume cannot change {key} ({a.get(key)!r} -> {b.get(key)!r});"
+                              " start a new run with --out instead")
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -211,7 +284,8 @@ def _is_toy(name: str) -> bool:
 
 @dataclass
 class Data:
-    """Train/test tensors in standardised space and the map back to data space."""
+    """Train/test tensors ``(N, *shape)`` in standardised space and the map back to data
+    space (``shift`` and ``scale`` have the event shape)."""
 
     name: str
     train: Tensor
@@ -220,18 +294,27 @@ class Data:
     scale: Tensor
     log_density: Any  # data-space log p_data (x) -> (B,), or None
     bounds: tuple[tuple[float, float], tuple[float, float]] | None  # data-space plot box
-    image_shape: tuple[int, ...] | None = None  # (C, H, W) of flattened image rows
+    image_shape: tuple[int, ...] | None = None  # (C, H, W) of image data
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The event shape: ``(D,)`` for vectors, ``(C, H, W)`` for images."""
+        return tuple(self.train.shape[1:])
 
     @property
     def dim(self) -> int:
-        return int(self.train.shape[1])
+        return math.prod(self.shape)
 
     def to_data_space(self, z: Tensor) -> Tensor:
         return z * self.scale.to(z) + self.shift.to(z)
 
+    def to(self, device: torch.device) -> Data:
+        self.train, self.test = self.train.to(device), self.test.to(device)
+        return self
+
 
 def load_images(cfg: DataConfig) -> Data:
-    """An image set as flat rows ``(N, C·H·W)`` with pixels in [0, 1] (data space); with
+    """An image set ``(N, C, H, W)`` with pixels in [0, 1] (data space); with
     ``standardize`` one scalar mean and sd for all pixels (a per-pixel sd would blow up
     the always-blank border pixels)."""
     from ebmlab.data.images import load_image_dataset
@@ -244,12 +327,14 @@ def load_images(cfg: DataConfig) -> Data:
         raise ConfigError(f"data.name = {cfg.name!r}, data.path = {cfg.path!r}: {message}"
                           ) from None
     shape = tuple(train.shape[1:])
-    train, test = train.reshape(train.shape[0], -1), test.reshape(test.shape[0], -1)
-    d = train.shape[1]
+    if len(shape) == 2:
+        shape = (1, *shape)
+    train, test = train.reshape(-1, *shape), test.reshape(-1, *shape)
     if cfg.standardize:
-        shift, scale = train.mean().expand(d).clone(), train.std().clamp_min(1e-6).expand(d).clone()
+        shift, scale = train.mean().expand(shape).clone(), \
+            train.std().clamp_min(1e-6).expand(shape).clone()
     else:
-        shift, scale = torch.zeros(d), torch.ones(d)
+        shift, scale = torch.zeros(shape), torch.ones(shape)
     return Data(cfg.name, (train - shift) / scale, (test - shift) / scale, shift, scale,
                 None, None, image_shape=shape)
 
@@ -266,11 +351,13 @@ def load_data(cfg: DataConfig) -> Data:
             x = load_array(path)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        if x.shape[0] < 4:
-            raise ConfigError(f"{path}: need at least 4 rows to split train/test, got {x.shape[0]}")
+        n_test = max(1, int(round(cfg.test_fraction * x.shape[0])))
+        if x.shape[0] - n_test < 2:
+            raise ConfigError(f"{path}: {x.shape[0]} rows are too few to split into train and "
+                              f"test (data.test_fraction = {cfg.test_fraction}); need at least "
+                              f"{n_test + 2}")
         gen = torch.Generator().manual_seed(cfg.seed)
         perm = torch.randperm(x.shape[0], generator=gen)
-        n_test = max(1, int(round(cfg.test_fraction * x.shape[0])))
         train, test = x[perm[n_test:]], x[perm[:n_test]]
         log_density, bounds = None, None
         name = f"{cfg.name}:{path.name}"
@@ -294,7 +381,10 @@ def load_data(cfg: DataConfig) -> Data:
 
 
 class DataSpaceEnergy(nn.Module):
-    """``U_x(x) = U_z((x − shift)/scale)``: the learned energy in data coordinates."""
+    """``U_x(x) = U_z((x − shift)/scale)``: a learned energy in data coordinates.
+
+    Its normaliser absorbs the Jacobian of the standardisation, so ``exp(−U_x)``
+    normalised is the model's density of the user's data."""
 
     def __init__(self, energy: nn.Module, shift: Tensor, scale: Tensor) -> None:
         super().__init__()
@@ -308,116 +398,102 @@ class DataSpaceEnergy(nn.Module):
         return self.energy(z if p is None else z.to(p.dtype)).to(x.dtype)
 
 
-# -- model, sampler, method ---------------------------------------------------------------
+# -- model, samplers, method ----------------------------------------------------------------
 
 
-def build_energy(cfg: ModelConfig, dim: int) -> nn.Module:
+def build_energy(cfg: ModelConfig, data: Data) -> nn.Module:
     if cfg.name == "rbm":
-        return GaussianBernoulliRBM(dim, cfg.n_hidden)
-    return MLPEnergy(dim, width=cfg.width, depth=cfg.depth, activation=cfg.activation,
+        return GaussianBernoulliRBM(data.dim, cfg.n_hidden)
+    if cfg.name == "conv":
+        if data.image_shape is None:
+            raise ConfigError("model.name = 'conv' needs image data (data.name = digits, "
+                              "mnist, ...)")
+        return ConvEnergy(data.image_shape[0], channels=cfg.width, n_blocks=cfg.depth,
+                          activation=cfg.activation, spectral_norm=cfg.spectral_norm)
+    return MLPEnergy(data.dim, width=cfg.width, depth=cfg.depth, activation=cfg.activation,
                      spectral_norm=cfg.spectral_norm)
 
 
-def build_sampler(cfg: SamplerConfig, features: Any = None) -> Sampler:
-    kwargs: dict[str, Any] = {"step_size": cfg.step_size, "grad_clip": cfg.grad_clip,
-                              "clamp": None if cfg.clamp is None else tuple(cfg.clamp)}
-    if cfg.name in ("langevin", "anila") and cfg.noise_scale is not None:
-        kwargs["noise_scale"] = cfg.noise_scale
-    if cfg.name == "anila":
-        kwargs.update(threshold=cfg.threshold, mode=cfg.mode)
-    elif cfg.name == "hmc":
-        kwargs["n_leapfrog"] = cfg.n_leapfrog
-    elif cfg.name == "underdamped":
-        kwargs["friction"] = cfg.friction
-    elif cfg.name == "svgd":
-        kwargs.update(bandwidth=cfg.bandwidth, normalize=cfg.normalize, features=features)
+def build_sampler(role: str, options: dict[str, Any], **extra: Any) -> Sampler:
+    """The sampler of ``[samplers.<role>]``: ``name`` plus options for ``make_sampler``."""
+    import inspect
+
+    from ebmlab.samplers import SAMPLERS
+
+    kwargs = {k: v for k, v in options.items() if k != "name"}
+    name = options.get("name")
+    if name not in SAMPLERS:
+        raise ConfigError(f"samplers.{role}.name must be one of {sorted(SAMPLERS)}, got {name!r}")
+    if isinstance(kwargs.get("clamp"), list):
+        kwargs["clamp"] = tuple(kwargs["clamp"])
+    params = inspect.signature(SAMPLERS[name].__init__).parameters
+    for key, p in params.items():
+        if key != "self" and p.default is inspect.Parameter.empty and key not in kwargs:
+            raise ConfigError(f"samplers.{role}.{key} is required for {name!r}")
+    extra = {k: v for k, v in extra.items() if k in params}
     try:
-        return make_sampler(cfg.name, **kwargs)
-    except ValueError as e:
-        raise ConfigError(f"[sampler] {e}") from None
+        return make_sampler(name, **kwargs, **extra)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"[samplers.{role}] {e}") from None
 
 
 def build_generator(cfg: GeneratorConfig, data: Data) -> nn.Module:
-    """The generator of SteinGAN, mapping ξ ~ N(0, I) to (standardised) data rows."""
-    shape = data.image_shape if cfg.name == "deconv" else (data.dim,)
-    if shape is None:
-        raise ConfigError("generator.name = 'deconv' needs image data (data.name = digits, ...)")
+    """A generator mapping ξ ~ N(0, I) to (standardised) data of ``data.shape``."""
     try:
         if cfg.name == "deconv":
-            net: nn.Module = DeconvGenerator(cfg.latent_dim, shape, channels=cfg.width)
-        else:
-            net = MLPGenerator(cfg.latent_dim, shape, width=cfg.width, depth=cfg.depth)
+            if data.image_shape is None:
+                raise ConfigError("generator.name = 'deconv' needs image data "
+                                  "(data.name = digits, ...)")
+            return DeconvGenerator(cfg.latent_dim, data.image_shape, channels=cfg.width)
+        return MLPGenerator(cfg.latent_dim, data.shape, width=cfg.width, depth=cfg.depth)
     except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
         raise ConfigError(f"[generator] {e}") from None
-    return FlatOutput(net, data.dim) if cfg.name == "deconv" else net
 
 
-class FlatOutput(nn.Module):
-    """Wraps an image generator so it emits flat rows ``(B, C·H·W)`` like the data."""
+@dataclass
+class BuildContext:
+    """What a method's build function gets: the config, the data (shapes, device, dtype),
+    the energy built from [model], and builders for its samplers and generator."""
 
-    def __init__(self, net: nn.Module, dim: int) -> None:
-        super().__init__()
-        self.net, self.dim = net, dim
-        self.latent_dim = net.latent_dim
+    cfg: RunConfig
+    data: Data
+    energy: nn.Module
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z).reshape(z.shape[0], self.dim)
+    def sampler(self, role: str, **extra: Any) -> Sampler:
+        """The sampler of role ``role``; ``extra`` options the sampler accepts (e.g. SVGD's
+        ``features``) are added."""
+        return build_sampler(role, self.cfg.samplers[role], **extra)
+
+    def generator(self) -> nn.Module:
+        assert self.cfg.generator is not None, "the method did not declare sections=('generator',)"
+        return build_generator(self.cfg.generator, self.data).to(
+            self.data.train.device, self.data.train.dtype)
+
+    def noise(self, kind: str, scale: float) -> NoiseInit:
+        """Noise chains of the data's shape: ``uniform`` on [−scale, scale] or ``gaussian``
+        with sd ``scale`` (standardised units)."""
+        return NoiseInit(self.data.shape, kind=kind, scale=scale, low=-scale, high=scale,
+                         dtype=self.data.train.dtype, device=self.data.train.device)
 
 
-def build_stein_method(cfg: RunConfig, energy: nn.Module, data: Data) -> Method:
-    m = cfg.method
-    if cfg.sampler.name != "svgd":
-        raise ConfigError(f"method.name = {m.name!r} needs sampler.name = 'svgd', "
-                          f"got {cfg.sampler.name!r}")
-    features = None
-    if m.kernel == "features":
-        features = getattr(energy, "features", None)
-        if features is None:
-            raise ConfigError(f"method.kernel = 'features': model {cfg.model.name!r} has no "
-                              "features()")
-    sampler = build_sampler(cfg.sampler, features=features)
-    gen = (None if m.name == "steincd" else
-           build_generator(cfg.generator, data).to(data.train.device, data.train.dtype))
+def build_method(cfg: RunConfig, data: Data) -> Method:
+    """The energy from [model], then the method from its registered build function."""
+    energy = build_energy(cfg.model, data).to(data.train.device)
+    spec = METHODS[cfg.method.name]
     try:
-        if gen is None:
-            return SteinCD(energy, sampler, symmetric=m.symmetric,
-                           energy_penalty=m.energy_penalty)
-        return SteinGAN(energy, gen, sampler, kernel=m.kernel, cd_prob=m.cd_prob,
-                        discount=m.discount, discount_high=m.discount_high,
-                        energy_penalty=m.energy_penalty, n_samples=m.n_chains)
+        method = spec.build(BuildContext(cfg, data, energy), cfg.method)
     except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
         raise ConfigError(f"[method] {e}") from None
+    groups = method.param_groups()
+    if set(groups) - set(spec.groups):
+        raise ValueError(f"method {spec.name!r} returned groups {sorted(groups)}, "
+                         f"registered {list(spec.groups)}")
+    return method
 
 
-def build_method(cfg: RunConfig, energy: nn.Module, data: Data) -> Method:
-    m = cfg.method
-    if m.name in ("steincd", "steingan"):
-        return build_stein_method(cfg, energy, data)
-    noise = NoiseInit(
-        (data.dim,),
-        kind=m.init,
-        scale=m.init_scale,
-        low=-m.init_scale,
-        high=m.init_scale,
-        dtype=data.train.dtype,
-        device=data.train.device,
-    )
-    chains = None
-    if m.name == "short_run":
-        chains = noise
-    elif m.name == "persistent":
-        chains = ReplayBuffer(noise, capacity=m.buffer_size, reinit_prob=m.reinit_prob)
-        if (m.n_chains or cfg.train.batch_size) > m.buffer_size:
-            raise ConfigError("method.buffer_size must be >= the number of chains per iteration")
-    return MaximumLikelihood(
-        energy,
-        build_sampler(cfg.sampler),
-        chains,
-        regime=m.name,
-        n_steps=m.n_steps,
-        n_chains=m.n_chains,
-        energy_penalty=m.energy_penalty,
-        data_noise=m.data_noise,
-        invariant_tuning=m.invariant_tuning,
-        noise=noise,
-    )
+__all__ = ["BuildContext", "Data", "DataSpaceEnergy", "RunConfig", "build_energy",
+           "build_generator", "build_method", "build_sampler", "load_data"]

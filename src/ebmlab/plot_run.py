@@ -38,10 +38,10 @@ def plot_run(out: Path, trainer: Any) -> list[Path]:
     longrun = read_jsonl(out / "longrun.jsonl")
     if longrun:
         written.append(plot_longrun(longrun, out / "longrun.png"))
-    gen = trainer.side_generator(2)
+    gen = trainer.side_rng(2)
     if data.image_shape is not None:
         return written + _image_grids(out, trainer, gen)
-    if data.dim != 2:
+    if data.dim != 2 or trainer.energy is None:
         return written
     energy = trainer.data_space_energy()
     test = data.to_data_space(data.test[:2000]).cpu()
@@ -51,7 +51,7 @@ def plot_run(out: Path, trainer: Any) -> list[Path]:
     if x is not None:
         written.append(plot_density(
             energy, out / "samples.png", bounds=data.bounds,
-            samples=data.to_data_space(x.detach()).cpu(),
+            samples=data.to_data_space(x).cpu(),
             title=f"{origin}, iteration {trainer.iteration}"))
     return written
 
@@ -64,7 +64,7 @@ def _image_grids(out: Path, trainer: Any, gen: Any) -> list[Path]:
                                image_shape=shape, value_range=(0.0, 1.0), title="test images")]
     x, origin = trainer.model_samples(64, gen)
     if x is not None:
-        x = data.to_data_space(x.detach()).clamp(0, 1).cpu()
+        x = data.to_data_space(x).clamp(0, 1).cpu()
         written.append(plot_image_grid(
             x, out / "samples.png", image_shape=shape, value_range=(0.0, 1.0),
             title=f"{origin}, iteration {trainer.iteration}"))

@@ -308,14 +308,16 @@ def plot_longrun(records: list[dict], path: PathLike) -> Path:
     metric = "kde_kl" if any("kde_kl" in r.get("data", {}) for r in records) else "mmd2"
     fig = _new_figure(9.0, 3.6)
     ax_q, ax_e = fig.subplots(1, 2)
-    for origin, color in (("data", "tab:blue"), ("noise", "tab:red")):
+    for origin, color in (("data", "tab:blue"), ("model", "tab:red")):
         pts = [(r["iteration"], r[origin]) for r in records
                if isinstance(r.get(origin), dict) and metric in r[origin]]
         if not pts:
             continue
         its = [p[0] for p in pts]
-        ax_q.plot(its, [p[1][metric] for p in pts], "o-", color=color, label=f"from {origin}")
-        ax_e.plot(its, [p[1]["energy"] for p in pts], "o-", color=color, label=f"from {origin}")
+        label = "from data" if origin == "data" else "from the model's own start"
+        ax_q.plot(its, [p[1][metric] for p in pts], "o-", color=color, label=label)
+        if all("energy" in p[1] for p in pts):
+            ax_e.plot(its, [p[1]["energy"] for p in pts], "o-", color=color, label=label)
     ref = [(r["iteration"], r["kde_kl_reference"]) for r in records if "kde_kl_reference" in r]
     if metric == "kde_kl" and ref:
         ax_q.plot([p[0] for p in ref], [p[1] for p in ref], "--", color="gray",

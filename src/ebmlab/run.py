@@ -1,10 +1,14 @@
 """A finished (or interrupted) run, loaded for notebooks, scripts and the CLI.
 
     run = ebmlab.load_run("runs/8gaussians")
-    run.energy      # the trained nn.Module, in standardised coordinates
-    run.energy_x    # the same energy in data coordinates (what plots and KL use)
-    run.sampler     # the run's sampler, ready for run.sampler.run(run.energy, x0, n)
-    run.config      # the resolved RunConfig
+    run.energy        # the trained model's U(x) in YOUR data coordinates: p(x) ∝ exp(−U(x))
+    run.sample(1000)  # model samples in your data coordinates (the method's own sampling)
+    run.method        # the method (its samplers, chains, networks), standardised coordinates
+    run.config        # the resolved RunConfig
+    run.summary       # summary.json as a dict ({} while unfinished)
+
+Training happens on standardised data (``z = (x − shift)/scale``); that stays
+internal: ``run.energy`` and ``run.sample`` speak the data's units.
 """
 
 from __future__ import annotations
@@ -14,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ebmlab.checkpoint import CheckpointError, load_checkpoint
 from ebmlab.config import ConfigError, load_config, read_toml
 from ebmlab.experiment import DataSpaceEnergy, RunConfig
-from ebmlab.train import CONFIG_FILE, SUMMARY_FILE, Trainer
+from ebmlab.methods import Method
+from ebmlab.train import CONFIG_FILE, SUMMARY_FILE, Trainer, load_newest_checkpoint
 
 
 class Run:
@@ -30,55 +34,43 @@ class Run:
         if not (self.path / CONFIG_FILE).is_file():
             raise ConfigError(f"{self.path} is not a run directory (no {CONFIG_FILE})")
         self.config: RunConfig = load_run_config(self.path, overrides or [])
-        self.trainer = Trainer(self.config, self.path)
-        try:
-            state, self.checkpoint = load_checkpoint(self.path)
-        except CheckpointError as e:
-            raise ConfigError(str(e)) from None
-        self.trainer.load_state(state)
+        self.trainer = Trainer(self.config, self.path, log=lambda message: None)
+        state, self.checkpoint = load_newest_checkpoint(self.path)
+        self.trainer.load_state(state, source=f"checkpoint {self.checkpoint}")
 
     @property
-    def energy(self) -> nn.Module:
-        return self.trainer.energy
+    def method(self) -> Method:
+        return self.trainer.method
 
     @property
-    def energy_x(self) -> DataSpaceEnergy:
+    def energy(self) -> DataSpaceEnergy:
+        """``U(x)`` in the data's own coordinates: ``p(x) ∝ exp(−U(x))``."""
         return self.trainer.data_space_energy()
 
-    @property
-    def sampler(self) -> Any:
-        return self.trainer.method.sampler
+    energy_x = energy  # the name used before 0.2
 
     @property
     def iteration(self) -> int:
         return self.trainer.iteration
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        path = self.path / SUMMARY_FILE
+        return json.loads(path.read_text()) if path.exists() else {}
 
     def sample(self, n: int, n_steps: int | None = None, seed: int = 0) -> Tensor:
         """``n`` samples in data coordinates; see :meth:`draw`."""
         return self.draw(n, n_steps, seed)[0]
 
     def draw(self, n: int, n_steps: int | None = None, seed: int = 0) -> tuple[Tensor, str]:
-        """``n`` samples in data coordinates and where they come from: the method's own
-        generative process (short-run chains from its noise init, or its generator; an
-        RBM's Gibbs chains otherwise), or with ``n_steps`` that many steps of the run's
-        sampler from the method's chain start (noise, or the generator's samples)."""
-        gen = torch.Generator(device=self.trainer.device).manual_seed(seed)
-        method = self.trainer.method
-        if n_steps is None:
-            x, origin = self.trainer.model_samples(n, gen)
-        else:
-            x0 = method.noise_init(n, gen)
-            start = "generator samples" if getattr(method, "generator", None) else "noise"
-            origin = f"{n_steps} {self.sampler.name} steps from {start}"
-            x = None if x0 is None else self.sampler.run(self.energy, x0, n_steps, generator=gen)
+        """``n`` model samples in data coordinates and where they come from, as the method
+        draws them (:meth:`ebmlab.methods.Method.sample`): its sampler from its chain start
+        for its usual number of steps, or ``n_steps``."""
+        rng = torch.Generator(device=self.trainer.device).manual_seed(seed)
+        x, origin = self.trainer.model_samples(n, rng, n_steps=n_steps)
         if x is None:
-            raise ValueError(f"method {method.name!r} has no noise initialisation or generator "
-                             "to sample from")
-        return self.trainer.data.to_data_space(x.detach()), origin
-
-    def summary(self) -> dict[str, Any]:
-        path = self.path / SUMMARY_FILE
-        return json.loads(path.read_text()) if path.exists() else {}
+            raise ConfigError(f"method {self.method.name!r} cannot be sampled")
+        return self.trainer.data.to_data_space(x), origin
 
 
 def load_run_config(path: Path, overrides: list[str]) -> RunConfig:

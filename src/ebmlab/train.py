@@ -1,23 +1,27 @@
 """The one training loop, for every method.
 
-Each iteration: draw a data batch, ask the method for its losses, check them,
-back-propagate, check the gradients, clip, step one optimiser per module. The
-loop logs ``metrics.jsonl``, writes atomic checkpoints (models, optimisers,
-chains, RNG state, iteration), plots periodically, runs the long-run check,
-and ends with an exact evaluation for 2-D data.
+Each iteration: draw a data batch, ask the method for its losses (one per parameter
+group), check them, back-propagate each loss to its own group only, check and clip
+each group's gradients, step the optimisers of the groups that had a loss. The loop
+logs ``metrics.jsonl``, watches for divergence (:mod:`ebmlab.divergence`), writes
+atomic checkpoints (models, optimisers, chains, random state, iteration), rolls back
+or stops on failure, and calls the evaluators (:mod:`ebmlab.evaluators`) at the end.
+The trainer never knows which method it runs, nor how its model is sampled.
 
-All randomness of the loop comes from one ``torch.Generator`` saved in every
-checkpoint, so ``--resume`` continues bit-identically on CPU. Plots and the
-long-run check draw from generators derived from ``(seed, iteration)`` and
-never disturb it.
+All randomness of the loop comes from one ``torch.Generator``, ``rng``, saved in
+every checkpoint, so ``--resume`` continues bit-identically on CPU. Plots and the
+long-run check draw from generators derived from ``(seed, iteration)`` and never
+disturb it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,25 +31,41 @@ from torch import Tensor, nn
 
 from ebmlab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ebmlab.config import ConfigError, dump_toml
-from ebmlab.experiment import (
-    Data,
-    DataSpaceEnergy,
-    RunConfig,
-    build_energy,
-    build_method,
-    load_data,
-)
-from ebmlab.methods import Method
+from ebmlab.divergence import DivergenceMonitor
+from ebmlab.experiment import Data, DataSpaceEnergy, RunConfig, build_method, load_data
+from ebmlab.methods import Batch, Method
 from ebmlab.samplers import NonFiniteError
 
 METRICS_FILE = "metrics.jsonl"
 LONGRUN_FILE = "longrun.jsonl"
 CONFIG_FILE = "config.toml"
 SUMMARY_FILE = "summary.json"
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, LONGRUN_FILE, SUMMARY_FILE)
 
 
 class TrainingError(RuntimeError):
-    """Training stopped (non-finite values); the message names the iteration and the cause."""
+    """Training stopped (non-finite values, divergence); the message is one line naming
+    the iteration, the cause, the last good checkpoint and what to try."""
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def take(rows: Batch, idx: Tensor) -> Batch:
+    """Rows ``idx`` of a tensor or of every tensor of a mapping batch."""
+    if isinstance(rows, Tensor):
+        return rows[idx]
+    return {k: v[idx] for k, v in rows.items()}
+
+
+def make_optimizer(params: list[nn.Parameter], name: str, lr: float, beta1: float, beta2: float,
+                   weight_decay: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=(beta1, beta2), weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
 
 
 @dataclass
@@ -54,15 +74,17 @@ class Trainer:
 
     cfg: RunConfig
     out: Path
-    log: Callable[[str], None] = print
+    log: Callable[[str], None] = _stderr
     data: Data = field(init=False)
-    energy: nn.Module = field(init=False)
     method: Method = field(init=False)
+    groups: dict[str, list[nn.Parameter]] = field(init=False)
     optimizers: dict[str, torch.optim.Optimizer] = field(init=False)
-    generator: torch.Generator = field(init=False)
+    rng: torch.Generator = field(init=False)
+    monitor: DivergenceMonitor = field(init=False)
     iteration: int = 0
     lr_factor: float = 1.0
     rollbacks: int = 0
+    seconds: float = 0.0  # training time, summed over resumes
 
     def __post_init__(self) -> None:
         t = self.cfg.train
@@ -73,32 +95,41 @@ class Trainer:
             torch.empty(0, device=self.device)
         except (RuntimeError, AssertionError) as e:
             raise ConfigError(f"train.device {t.device!r} is not available: {e}") from None
-        self.data = load_data(self.cfg.data)
-        self.data.train = self.data.train.to(self.device)
-        self.data.test = self.data.test.to(self.device)
+        self.data = load_data(self.cfg.data).to(self.device)
         torch.manual_seed(t.seed)  # parameter initialisation
-        self.energy = build_energy(self.cfg.model, self.data.dim).to(self.device)
-        self.method = build_method(self.cfg, self.energy, self.data)
-        self.optimizers = {name: self._optimizer(m) for name, m in self.method.modules().items()}
-        self.generator = torch.Generator(device=self.device).manual_seed(t.seed)
+        self.method = build_method(self.cfg, self.data)
+        for module in self.method.modules().values():
+            module.to(self.device)
+        self.groups = self.method.param_groups()
+        seen: set[int] = set()
+        for name, params in self.groups.items():
+            if any(id(p) in seen for p in params):
+                raise ValueError(f"parameter group {name!r} shares parameters with another")
+            seen.update(id(p) for p in params)
+        self.optimizers = {}
+        for name, params in self.groups.items():
+            o = self.cfg.optim_for(name)
+            self.optimizers[name] = make_optimizer(params, o.optimizer, o.lr, o.beta1, o.beta2,
+                                                   o.weight_decay)
+        self.rng = torch.Generator(device=self.device).manual_seed(t.seed)
+        self.monitor = DivergenceMonitor()
         self._tb = None
+        self._last_ckpt: int | None = None
 
     # -- pieces -------------------------------------------------------------------------
-    def _optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
-        t = self.cfg.train
-        if t.optimizer == "adam":
-            return torch.optim.Adam(module.parameters(), lr=t.lr, betas=(t.beta1, t.beta2),
-                                    weight_decay=t.weight_decay)
-        return torch.optim.SGD(module.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    @property
+    def energy(self) -> nn.Module | None:
+        """The model's energy in standardised coordinates (``None`` without a density)."""
+        return self.method.energy_model()
 
-    def learning_rate(self, iteration: int, module: str = "energy") -> float:
-        """The learning rate of ``module`` at ``iteration`` (``train.lr_generator`` for a
-        generator when set)."""
-        t = self.cfg.train
-        base = t.lr_generator if module == "generator" and t.lr_generator is not None else t.lr
-        lr = base * self.method.lr_scale() * self.lr_factor
-        if t.lr_schedule == "cosine":
-            lr *= 0.5 * (1 + math.cos(math.pi * iteration / t.iterations))
+    def learning_rate(self, iteration: int, group: str) -> float:
+        """``group``'s learning rate at ``iteration``: its base rate × the method's scale ×
+        the rollback factor, × a cosine over ``train.schedule_length`` when chosen."""
+        o = self.cfg.optim_for(group)
+        lr = o.lr * self.method.lr_scale(group) * self.lr_factor
+        if o.lr_schedule == "cosine":
+            length = self.cfg.train.schedule_length or self.cfg.train.iterations
+            lr *= 0.5 * (1 + math.cos(math.pi * min(iteration, length) / length))
         return lr
 
     def state(self) -> dict[str, Any]:
@@ -106,92 +137,111 @@ class Trainer:
             "iteration": self.iteration,
             "lr_factor": self.lr_factor,
             "rollbacks": self.rollbacks,
+            "seconds": self.seconds,
             "modules": {k: m.state_dict() for k, m in self.method.modules().items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "method": self.method.state_dict(),
-            "generator": self.generator.get_state(),
+            "rng": self.rng.get_state(),
+            "monitor": self.monitor.state_dict(),
         }
 
-    def load_state(self, state: dict[str, Any]) -> None:
-        for k, m in self.method.modules().items():
-            m.load_state_dict(state["modules"][k])
-        for k, o in self.optimizers.items():
-            saved = dict(state["optimizers"][k])
-            # JSON turned the per-parameter state keys into strings; the optimiser wants ints.
-            saved["state"] = {int(i): v for i, v in saved["state"].items()}
-            o.load_state_dict(saved)
+    def load_state(self, state: dict[str, Any], source: str = "checkpoint") -> None:
+        try:
+            for k, m in self.method.modules().items():
+                m.load_state_dict(state["modules"][k])
+            for k, o in self.optimizers.items():
+                saved = dict(state["optimizers"][k])
+                # JSON turned the per-parameter state keys into strings; the optimiser wants ints.
+                saved["state"] = {int(i): v for i, v in saved["state"].items()}
+                o.load_state_dict(saved)
+        except (KeyError, RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+            raise ConfigError(f"{source} does not match this run's model ({first[:120]}); "
+                              "was the model or method changed?") from None
         self.method.load_state_dict(state["method"])
-        self.generator.set_state(state["generator"])
+        self.rng.set_state(state["rng"] if "rng" in state else state["generator"])
         self.iteration = int(state["iteration"])
         self.lr_factor = float(state["lr_factor"])
         self.rollbacks = int(state["rollbacks"])
+        self.seconds = float(state.get("seconds", 0.0))
+        self.monitor.load_state_dict(state.get("monitor", {}))
+        self._last_ckpt = self.iteration
 
     def checkpoint(self) -> Path:
-        return save_checkpoint(self.out, self.iteration, self.state())
+        path = save_checkpoint(self.out, self.iteration, self.state())
+        self._last_ckpt = self.iteration
+        return path
 
     def data_space_energy(self) -> DataSpaceEnergy:
+        if self.energy is None:
+            raise ValueError(f"method {self.method.name!r} has no energy (no density)")
         return DataSpaceEnergy(self.energy, self.data.shift, self.data.scale).to(self.device)
 
-    def side_generator(self, salt: int) -> torch.Generator:
+    def side_rng(self, salt: int) -> torch.Generator:
         """Randomness for plots / checks, independent of the training stream."""
         seed = (self.cfg.train.seed * 1_000_003 + self.iteration * 7919 + salt) % (2**63)
         return torch.Generator(device=self.device).manual_seed(seed)
 
-    def model_samples(self, n: int, generator: torch.Generator | None = None
+    def model_samples(self, n: int, rng: torch.Generator | None = None,
+                      n_steps: int | None = None, x0: Tensor | None = None
                       ) -> tuple[Tensor | None, str]:
-        """``n`` samples (standardised space) and their origin: a method's generator; else an
-        RBM's own block-Gibbs chains (its exact conditionals beat any short run); else the
-        method's short-run chains from noise."""
-        if getattr(self.method, "generator", None) is not None:
-            return self.method.sample(n, generator).detach(), "generator samples"
-        if hasattr(self.energy, "gibbs"):
-            with torch.no_grad():
-                return self.energy.sample(n, n_steps=1000, generator=generator), \
-                    "1000 block-Gibbs sweeps"
-        x = self.method.sample(n, generator)
-        if x is None:
+        """``n`` model samples (standardised space) as the method draws them, and where they
+        come from; ``(None, "none")`` when the method cannot be sampled."""
+        target = self.method.target()
+        if target is None:
             return None, "none"
-        return x.detach(), f"short-run samples ({self.cfg.method.n_steps} steps from noise)"
+        x = self.method.sample(n, n_steps=n_steps, x0=x0, rng=rng)
+        origin = target.describe(n_steps)
+        if x0 is not None:
+            origin = origin.replace(f"from {target.origin}", "from the given states")
+        return x, origin
 
     # -- one iteration --------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         it = self.iteration
         n = self.data.train.shape[0]
-        idx = torch.randint(0, n, (self.cfg.train.batch_size,), generator=self.generator,
+        idx = torch.randint(0, n, (self.cfg.train.batch_size,), generator=self.rng,
                             device=self.device)
-        batch = self.data.train[idx]
+        batch = take(self.data.train, idx)
         try:
-            out = self.method.step(batch, self.generator)
+            out = self.method.step(batch, self.rng)
         except NonFiniteError as e:
             raise TrainingError(f"iteration {it}: {e}") from None
-        loss = sum(out.losses.values())
-        assert isinstance(loss, Tensor)
-        if not bool(torch.isfinite(loss)):
-            bad = [k for k, v in out.losses.items() if not bool(torch.isfinite(v))]
-            raise TrainingError(f"iteration {it}: non-finite loss ({', '.join(bad)})")
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norms, lrs = {}, {}
-        for name, module in self.method.modules().items():
-            params = [p for p in module.parameters() if p.grad is not None]
+        unknown = sorted(set(out.losses) - set(self.groups))
+        if unknown:
+            raise ValueError(f"method {self.method.name!r} returned a loss for {unknown[0]!r}, "
+                             f"not a parameter group ({sorted(self.groups)})")
+        present = [g for g in self.groups if g in out.losses]
+        for g in present:
+            if not bool(torch.isfinite(out.losses[g])):
+                raise TrainingError(f"iteration {it}: non-finite loss of the {g}")
+        for g in present:
+            self.optimizers[g].zero_grad(set_to_none=True)
+        # Each loss to its own group only: two players sharing a graph (KALE) must not see
+        # each other's loss, which a summed backward would give them.
+        for i, g in enumerate(present):
+            loss = out.losses[g]
+            if loss.requires_grad:
+                torch.autograd.backward(loss, inputs=self.groups[g],
+                                        retain_graph=i < len(present) - 1)
+        metrics: dict[str, float] = dict(out.metrics)
+        for g in present:
+            params = [p for p in self.groups[g] if p.grad is not None]
+            clip = self.cfg.optim_for(g).grad_clip
             norm = torch.nn.utils.clip_grad_norm_(
-                params, self.cfg.train.grad_clip or float("inf"), error_if_nonfinite=False
+                params, clip or float("inf"), error_if_nonfinite=False
             ) if params else torch.zeros(())
             if not bool(torch.isfinite(norm)):
-                raise TrainingError(f"iteration {it}: non-finite gradient of the {name}")
-            grad_norms[f"grad_norm_{name}"] = float(norm)
-            opt = self.optimizers[name]
-            lrs[name] = self.learning_rate(it, name)
-            for group in opt.param_groups:
-                group["lr"] = lrs[name]
-            opt.step()
+                raise TrainingError(f"iteration {it}: non-finite gradient of the {g}")
+            lr = self.learning_rate(it, g)
+            for pg in self.optimizers[g].param_groups:
+                pg["lr"] = lr
+            self.optimizers[g].step()
+            metrics.update({f"loss_{g}": float(out.losses[g].detach()),
+                            f"grad_norm_{g}": float(norm), f"lr_{g}": lr})
+        if len(self.groups) == 1 and present:
+            metrics["loss"] = metrics[f"loss_{present[0]}"]
         self.iteration += 1
-        metrics = {"loss": float(loss.detach()), **out.metrics, **grad_norms,
-                   "lr": lrs["energy"]}
-        if len(out.losses) > 1:  # the sum means little: log each, and each learning rate
-            metrics.update({f"loss_{k}": float(v.detach()) for k, v in out.losses.items()})
-            metrics.update({f"lr_{k}": v for k, v in lrs.items() if k != "energy"})
         for k, v in metrics.items():
             if not math.isfinite(v):
                 raise TrainingError(f"iteration {it}: non-finite {k}")
@@ -203,55 +253,86 @@ class Trainer:
 
         ``until`` stops early (after a checkpoint) at that iteration, as a kill right
         after that checkpoint would; then nothing is evaluated and ``{}`` is returned.
+        Ctrl-C writes a checkpoint (unless learning looks unstable) and re-raises.
         """
         t = self.cfg.train
         stop = t.iterations if until is None else min(until, t.iterations)
-        progress = _progress(t.iterations, self.iteration, enabled=t.progress)
+        progress = _Progress(t.iterations, self.iteration, t.progress, self.log)
         started = time.perf_counter()
+        base_seconds = self.seconds
         try:
             while self.iteration < stop:
                 try:
                     metrics = self.train_step()
+                    if t.divergence_check:
+                        self.monitor.update(metrics)
+                        reason = self.monitor.status()
+                        if reason:
+                            raise TrainingError(f"iteration {self.iteration}: learning "
+                                                f"diverged: {reason}")
                 except TrainingError as e:
-                    if t.on_nonfinite == "rollback" and self.rollbacks < t.max_rollbacks:
-                        self._rollback(e)
-                        continue
-                    raise TrainingError(f"{e}; {self._last_good()}") from None
+                    self._on_failure(e)
+                    continue
                 it = self.iteration
-                progress.update(1, metrics)
+                self.seconds = base_seconds + time.perf_counter() - started
+                progress.update(it, metrics, self.seconds)
                 if it % t.log_every == 0 or it == t.iterations:
-                    self._log_metrics({"iteration": it, **metrics,
-                                       "seconds": time.perf_counter() - started})
+                    self._log_metrics({"iteration": it, **metrics, "seconds": self.seconds})
                 if it % t.ckpt_every == 0 or it == t.iterations:
-                    self.checkpoint()
+                    self._checkpoint_if_healthy()
                 if t.plot_every and it % t.plot_every == 0 and it < t.iterations:
                     self.plots()
                 if t.longrun_every and it % t.longrun_every == 0 and it < t.iterations:
                     self.long_run_check()
+        except KeyboardInterrupt:
+            if self._last_ckpt != self.iteration and not self.monitor.suspicious():
+                self.checkpoint()
+            raise
         finally:
             progress.close()
         if self.iteration < t.iterations:
-            self.checkpoint()
+            if self._last_ckpt != self.iteration:
+                self._checkpoint_if_healthy()
             return {}
-        return self.finish(time.perf_counter() - started)
+        return self.finish()
+
+    def _checkpoint_if_healthy(self) -> None:
+        if self.cfg.train.divergence_check and self.monitor.suspicious():
+            self.log(f"iteration {self.iteration}: learning looks unstable, checkpoint skipped "
+                     "(the last good one is kept)")
+            return
+        self.checkpoint()
 
     def _last_good(self) -> str:
         try:
             _, folder = load_checkpoint(self.out)
         except CheckpointError:
             return "no checkpoint was written yet"
-        return f"last good checkpoint kept: {folder}"
+        return f"last good checkpoint: {folder}"
 
-    def _rollback(self, error: TrainingError) -> None:
-        try:
-            state, folder = load_checkpoint(self.out)
-        except CheckpointError:
-            raise TrainingError(f"{error}; no checkpoint to roll back to") from None
-        self.load_state(state)
-        self.rollbacks += 1
-        self.lr_factor *= self.cfg.train.rollback_lr_factor
-        self.log(f"{error}: rolled back to {folder.name}, learning-rate factor "
-                 f"{self.lr_factor:g} (rollback {self.rollbacks}/{self.cfg.train.max_rollbacks})")
+    def _on_failure(self, error: TrainingError) -> None:
+        """Roll back to the last good checkpoint with a lower learning rate, or stop with
+        one line naming the iteration, the cause, the last good checkpoint and what to try."""
+        t = self.cfg.train
+        if t.on_failure == "rollback" and self.rollbacks < t.max_rollbacks:
+            try:
+                state, folder = load_checkpoint(self.out)
+            except CheckpointError:
+                state = None
+            if state is not None:
+                rollbacks = self.rollbacks + 1
+                self.load_state(state)
+                self.rollbacks = rollbacks
+                self.lr_factor *= t.rollback_lr_factor
+                self.monitor.reset()
+                _truncate_log(self.out / METRICS_FILE, self.iteration)
+                self.log(f"{error}: rolled back to {folder.name}, learning-rate factor "
+                         f"{self.lr_factor:g} (rollback {self.rollbacks}/{t.max_rollbacks})")
+                return
+        tried = f" after {self.rollbacks} rollback(s)" if self.rollbacks else ""
+        raise TrainingError(
+            f"{error}{tried}; {self._last_good()}; try a smaller samplers.negatives.step_size "
+            "or train.lr, method.energy_penalty > 0, or model.spectral_norm = true") from None
 
     def _log_metrics(self, record: dict[str, Any]) -> None:
         with open(self.out / METRICS_FILE, "a") as f:
@@ -265,92 +346,18 @@ class Trainer:
                 if k != "iteration":
                     self._tb.add_scalar(k, v, record["iteration"])
 
-    # -- evaluation, plots, long-run check --------------------------------------------------
+    # -- evaluation, plots, long-run check ------------------------------------------------
     def evaluate(self) -> dict[str, Any]:
-        """Exact numbers where the maths allows: for an energy with an exact
-        ``log_partition()`` (the RBM) the exact ``log_z_exact`` and mean ``test_ll`` /
-        ``train_ll`` (nats per example); for 2-D data log Z, test NLL and
-        KL(p_data ‖ p_θ) by quadrature. All in data coordinates."""
-        from ebmlab.evaluate.exact2d import kl_divergence, log_partition, nll
+        from ebmlab.evaluators import evaluate
 
-        result: dict[str, Any] = {"iteration": self.iteration}
-        if hasattr(self.energy, "log_partition"):
-            # Data coordinates: log p_x(x) = log p_z(z) − Σ log scale, log Z_x = log Z_z +
-            # Σ log scale (the energy is learned on standardised z).
-            jac = float(self.data.scale.double().log().sum())
-            with torch.no_grad():
-                log_z = float(self.energy.log_partition())
-
-                def mean_ll(z: Tensor) -> float:
-                    return float((-self.energy(z).double()).mean()) - log_z - jac
-
-                result.update(log_z_exact=log_z + jac, test_ll=mean_ll(self.data.test),
-                              train_ll=mean_ll(self.data.train[:10000]))
-        if self.data.dim != 2 or self.data.bounds is None:
-            with torch.no_grad():
-                result["energy_test"] = float(self.energy(self.data.test).mean())
-            return result
-        energy = self.data_space_energy()
-        part = log_partition(energy, self.data.bounds, warn=False)
-        test = self.data.to_data_space(self.data.test)
-        result.update(log_z=part.log_z, edge_mass=part.edge_mass,
-                      nll=nll(energy, test, part))
-        if self.data.log_density is not None:
-            result["kl"] = kl_divergence(self.data.log_density, energy, self.data.bounds,
-                                         warn=False)
-        return result
+        return evaluate(self)
 
     def long_run_check(self) -> dict[str, Any]:
-        """Chains ``longrun_factor``× longer than in training, from data and from noise.
+        from ebmlab.evaluators import long_run_check
 
-        Records per start the mean energy, MMD² to held-out data and, with a known
-        data density, ``kde_kl`` = KL(p_data ‖ KDE of the samples); compare it with
-        ``kde_kl_reference``, the same estimator on as many held-out data points
-        (the KDE's smoothing bias): samples as good as data give the same number.
-        """
-        from ebmlab.evaluate.mmd import mmd2
-        from ebmlab.evaluate.sample_quality import kde_kl
-
-        steps = self.cfg.method.n_steps * self.cfg.train.longrun_factor
-        n = min(1000, self.data.test.shape[0])
-        gen = self.side_generator(1)
-        record: dict[str, Any] = {"iteration": self.iteration, "steps": steps}
-        has_density = self.data.log_density is not None and self.data.bounds is not None
-        test = self.data.to_data_space(self.data.test[:n])
-        if has_density:
-            # The KDE's own smoothing bias: the same estimator on n held-out data points.
-            record["kde_kl_reference"] = kde_kl(self.data.log_density, test.cpu(),
-                                                self.data.bounds)
-        starts = {"data": self.data.test[:n], "noise": self.method.noise_init(n, gen)}
-        samples = {}
-        for origin, x0 in starts.items():
-            if x0 is None:
-                continue
-            try:
-                x = self.method.sampler.run(self.energy, x0, steps, generator=gen)
-            except NonFiniteError as e:
-                record[origin] = {"error": str(e)}
-                continue
-            with torch.no_grad():
-                entry = {"energy": float(self.energy(x).mean())}
-            xd = self.data.to_data_space(x)
-            entry["mmd2"] = mmd2(xd, test)
-            if has_density:
-                entry["kde_kl"] = kde_kl(self.data.log_density, xd.cpu(), self.data.bounds)
-            record[origin] = entry
-            samples[origin] = xd
+        record = long_run_check(self)
         with open(self.out / LONGRUN_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
-        if self.data.dim == 2:
-            from ebmlab.plots import plot_density
-
-            has_generator = getattr(self.method, "generator", None) is not None
-            for origin, xd in samples.items():
-                start = "generator samples" if origin == "noise" and has_generator else origin
-                plot_density(self.data_space_energy(), self.out / f"longrun_{origin}.png",
-                             bounds=self.data.bounds, samples=xd.cpu(),
-                             title=f"long-run ({steps} steps) from {start}, "
-                                   f"iteration {self.iteration}")
         return record
 
     def plots(self) -> None:
@@ -358,43 +365,56 @@ class Trainer:
 
         plot_run(self.out, self)
 
-    def finish(self, seconds: float) -> dict[str, Any]:
+    def finish(self) -> dict[str, Any]:
         evaluation = self.evaluate()
         longrun = self.long_run_check()
         self.plots()
-        summary = {**evaluation, "seconds": round(seconds, 2), "longrun": longrun,
-                   "method": self.method.name, "sampler": repr(self.method.sampler)}
+        target = self.method.target()
+        summary = {**evaluation, "seconds": round(self.seconds, 2), "longrun": longrun,
+                   "method": self.method.name,
+                   "sampler": repr(target.sampler) if target is not None else None}
         (self.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
         if self._tb is not None:
             self._tb.close()
+        failed = [f"{origin}: {v['error']}" for origin, v in longrun.items()
+                  if isinstance(v, Mapping) and "error" in v]
+        if failed:
+            raise TrainingError(f"iteration {self.iteration}: long-run chains of the trained "
+                                f"model failed ({failed[0]}): it is not a stable density; "
+                                f"summary in {self.out / SUMMARY_FILE}")
         return summary
 
 
 # -- progress ---------------------------------------------------------------------------------
 
 
-class _progress:
-    """A tqdm bar on stderr showing the key metrics (or nothing when disabled)."""
+class _Progress:
+    """A tqdm bar on a terminal; otherwise a line every 5 % (batch jobs see progress)."""
 
-    KEYS = ("loss", "d_st", "r_t", "accept", "loss_generator")
+    KEYS = ("loss_energy", "d_st", "r_t", "accept", "loss_generator")
 
-    def __init__(self, total: int, initial: int, enabled: bool) -> None:
-        self.bar = None
-        if enabled:
+    def __init__(self, total: int, initial: int, enabled: bool,
+                 log: Callable[[str], None]) -> None:
+        self.bar, self.total, self.log = None, total, log
+        self.every = max(1, total // 20) if enabled else 0
+        if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
-            # disable=None: no bar when stderr is not a terminal (logs, CI)
             self.bar = tqdm(total=total, initial=initial, dynamic_ncols=True, leave=False,
-                            desc="train", disable=None)
+                            desc="train")
+            self.every = 0
 
-    def update(self, n: int, metrics: dict[str, float]) -> None:
+    def _shown(self, metrics: dict[str, float]) -> str:
+        return " ".join(f"{k}={metrics[k]:.3g}" for k in self.KEYS if k in metrics)
+
+    def update(self, iteration: int, metrics: dict[str, float], seconds: float) -> None:
         if self.bar is not None:
-            self.bar.update(n)
-            if self.bar.n % 10 == 0:
-                shown = {k: metrics[k] for k in self.KEYS if k in metrics}
-                if "loss_energy" in metrics:  # several modules: their own losses, not the sum
-                    shown["loss"] = metrics["loss_energy"]
-                self.bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
+            self.bar.update(1)
+            if iteration % 10 == 0:
+                self.bar.set_postfix_str(self._shown(metrics), refresh=False)
+        elif self.every and (iteration % self.every == 0 or iteration == self.total):
+            self.log(f"train: {iteration}/{self.total} ({100 * iteration / self.total:.0f}%) "
+                     f"{self._shown(metrics)} [{seconds:.0f} s]")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -404,9 +424,17 @@ class _progress:
 # -- entry points -------------------------------------------------------------------------------
 
 
+def _is_failed_start(out: Path) -> bool:
+    """A folder left by a run that stopped before its first checkpoint: only run files."""
+    entries = {p.name for p in out.iterdir()}
+    return CONFIG_FILE in entries and entries <= {*RUN_FILES, "checkpoints", "tensorboard"} \
+        and not any((out / "checkpoints").glob("ckpt-*"))
+
+
 def start_run(cfg: RunConfig, out: Path) -> Trainer:
-    """A new run in ``out``, which must not exist yet (or be an empty folder)."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    """A new run in ``out``, which must not exist yet, be empty, or hold only what a run
+    that failed before its first checkpoint left (that is cleared)."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_failed_start(out))):
         raise ConfigError(f"run directory {out} already exists; use --resume {out} to continue "
                           "it, or choose another --out")
     if cfg.train.tensorboard:
@@ -416,15 +444,42 @@ def start_run(cfg: RunConfig, out: Path) -> Trainer:
             raise ConfigError("train.tensorboard = true needs the tensorboard package "
                               "(pip install tensorboard)") from None
     trainer = Trainer(cfg, out)  # builds and validates everything before writing anything
+    if out.exists():
+        import shutil
+
+        for p in out.iterdir():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).write_text(dump_toml(cfg))
     return trainer
 
 
+def load_newest_checkpoint(out: Path, log: Callable[[str], None] = _stderr
+                           ) -> tuple[dict[str, Any], Path]:
+    """The newest loadable checkpoint; a damaged newer one is reported with a warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            state, folder = load_checkpoint(out)
+        except CheckpointError as e:
+            if not (out / "checkpoints").is_dir() or not any((out / "checkpoints").glob("ckpt-*")):
+                raise ConfigError(f"{out} has no checkpoint: the run stopped before its first "
+                                  f"one; start it again with --out {out}") from None
+            raise ConfigError(f"{out}: {e}") from None
+    for w in caught:
+        log(f"warning: {w.message}")
+    return state, folder
+
+
 def resume_run(cfg: RunConfig, out: Path) -> Trainer:
-    """Continue the run in ``out`` from its newest good checkpoint."""
+    """Continue the run in ``out`` from its newest good checkpoint. ``cfg`` may differ from
+    the saved config only in :data:`ebmlab.experiment.RESUME_SAFE` keys."""
+    from ebmlab.experiment import check_resume_changes
+    from ebmlab.run import load_run_config
+
+    check_resume_changes(load_run_config(out, []), cfg)
+    state, _ = load_newest_checkpoint(out)
     trainer = Trainer(cfg, out)
-    state, _ = load_checkpoint(out)
     trainer.load_state(state)
     _truncate_log(out / METRICS_FILE, trainer.iteration)
     _truncate_log(out / LONGRUN_FILE, trainer.iteration)

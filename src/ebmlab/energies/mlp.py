@@ -53,16 +53,21 @@ class MLPEnergy(nn.Module):
         layers.append(_maybe_sn(nn.Linear(d_in, 1), spectral_norm))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _rows(self, x: Tensor) -> Tensor:
+        """``(B, *shape)`` with ``prod(shape) = dim`` as rows ``(B, dim)``."""
+        if x.dim() > 2:
+            x = x.flatten(1)
         if x.dim() != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"MLPEnergy expects shape (B, {self.dim}), got {tuple(x.shape)}")
-        return self.net(x).squeeze(1)
+            raise ValueError(f"MLPEnergy expects shape (B, {self.dim}) (or (B, *shape) with "
+                             f"{self.dim} entries), got {tuple(x.shape)}")
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(self._rows(x)).squeeze(1)
 
     def features(self, x: Tensor) -> Tensor:
         """The last hidden layer ``(B, width)``, e.g. for an SVGD kernel on features."""
-        if x.dim() != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"MLPEnergy expects shape (B, {self.dim}), got {tuple(x.shape)}")
-        return self.net[:-1](x)
+        return self.net[:-1](self._rows(x))
 
 
 class ConvEnergy(nn.Module):

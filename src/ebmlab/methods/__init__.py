@@ -1,7 +1,12 @@
-"""Learning methods sharing one interface (see :mod:`ebmlab.methods.base`)."""
+"""Learning methods sharing one interface (see :mod:`ebmlab.methods.base`), registered by
+name in :data:`METHODS` (see :mod:`ebmlab.methods.registry`). Each import below registers
+the methods of one file."""
 
-from ebmlab.methods.base import Method, StepOutput
+from ebmlab.methods.base import Batch, Method, SamplingTarget, StepOutput, batch_x
 from ebmlab.methods.mle import REGIMES, MaximumLikelihood
+from ebmlab.methods.registry import METHODS, MethodOptions, MethodSpec, method_spec, register
 from ebmlab.methods.stein import SteinCD, SteinGAN
 
-__all__ = ["REGIMES", "MaximumLikelihood", "Method", "SteinCD", "SteinGAN", "StepOutput"]
+__all__ = ["METHODS", "REGIMES", "Batch", "MaximumLikelihood", "Method", "MethodOptions",
+           "MethodSpec", "SamplingTarget", "SteinCD", "SteinGAN", "StepOutput", "batch_x",
+           "method_spec", "register"]

@@ -1,59 +1,123 @@
-"""The one method interface every learning method implements.
+"""The one method interface every learning method implements (contract v2).
 
-A method owns its models (energy, and later generators/inference nets), its
-sampler and its chains. Given a data batch it returns the losses to minimise,
-one per optimised module, and scalar metrics to log; it never opens files and
-never steps an optimiser: the trainer does that, without knowing which
-method it runs.
+A method owns its models (energy, generators, encoders, bare parameters), its
+samplers (one per role) and its chains. It says
+
+* what is trained: :meth:`Method.param_groups`, one optimiser each;
+* what to minimise: :meth:`Method.step` returns one loss per group, and the
+  trainer back-propagates each loss **to its own group only** (two players may
+  share a graph, e.g. KALE's energy and base; one loss may span two modules, e.g.
+  a VAE's encoder and decoder); a group with no loss in an iteration is not
+  stepped (n critic steps per generator step);
+* how to draw from its model: :meth:`Method.target` (a :class:`SamplingTarget`)
+  and :meth:`Method.sample`, used by the long-run check, the plots,
+  ``ebmlab sample --run`` and ``load_run(path).sample(n)``.
+
+It never opens files and never steps an optimiser: the trainer does that,
+without knowing which method it runs. ``rng`` is always a ``torch.Generator``
+(the random stream), never a network.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ebmlab.chains import ChainSource
+from ebmlab.samplers.base import frozen
+
+Batch = Tensor | Mapping[str, Tensor]
+"""A data batch: a tensor ``(B, *shape)``, or a mapping with ``"x"`` (and optionally
+``"mask"``, ``"condition"``) whose tensors share dim 0."""
+
+
+def batch_x(batch: Batch) -> Tensor:
+    """The data points of a batch (the tensor itself, or ``batch["x"]``)."""
+    return batch if isinstance(batch, Tensor) else batch["x"]
+
 
 @dataclass
 class StepOutput:
-    """``losses[name]`` is minimised w.r.t. ``method.modules()[name]``'s parameters.
-
-    Losses of different modules must not share gradient paths (detach where
-    one model feeds another), so the trainer can back-propagate their sum.
-    """
+    """``losses[group]`` is minimised w.r.t. ``method.param_groups()[group]`` only."""
 
     losses: dict[str, Tensor]
     metrics: dict[str, float] = field(default_factory=dict)
     negatives: Tensor | None = None
 
 
+@dataclass
+class SamplingTarget:
+    """How to draw from a model: chains from ``init`` run ``n_steps`` of ``sampler`` on
+    ``energy`` (x-space ``U(x)``, or a latent energy), then ``decode`` maps chain states
+    to data (``None``: the chains are data points). ``origin`` names where chains start,
+    for plot titles."""
+
+    energy: Any
+    sampler: Any
+    init: ChainSource
+    n_steps: int
+    decode: Callable[[Tensor], Tensor] | None = None
+    origin: str = "noise"
+
+    def describe(self, n_steps: int | None = None) -> str:
+        steps = self.n_steps if n_steps is None else n_steps
+        if steps == 0:
+            return self.origin
+        return f"{steps} {getattr(self.sampler, 'name', 'sampler')} steps from {self.origin}"
+
+
 class Method:
-    """Base class: a learning method. Subclasses set ``name`` and implement :meth:`step`."""
+    """Base class: a learning method. Subclasses set ``name`` and implement
+    :meth:`modules`, :meth:`step` and :meth:`target`."""
 
     name = "method"
-    sampler: Any = None  # the sampler producing negatives, if the method uses one
 
     def modules(self) -> dict[str, nn.Module]:
-        """The trained models by name (each gets its own optimiser in the trainer)."""
+        """Every model the method holds, by name (checkpointed, moved to the device)."""
         raise NotImplementedError
 
-    def step(self, batch: Tensor, generator: torch.Generator | None = None) -> StepOutput:
-        """Losses and metrics for one data batch ``(B, *shape)``."""
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trained parameters by group, one optimiser each; default: one group per module
+        with parameters. A group may span modules or hold a bare parameter; no parameter
+        may be in two groups."""
+        return {k: list(m.parameters()) for k, m in self.modules().items()
+                if any(True for _ in m.parameters())}
+
+    def step(self, batch: Batch, rng: torch.Generator | None = None) -> StepOutput:
+        """Losses (keyed by group) and metrics for one data batch."""
         raise NotImplementedError
 
-    def noise_init(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
-        """``n`` chains from the method's noise distribution (``None`` if it has none)."""
+    def energy_model(self) -> nn.Module | None:
+        """``U`` with ``p(x) ∝ exp(−U(x))`` in the method's (standardised) coordinates, or
+        ``None`` when the model has no density."""
+        return getattr(self, "energy", None)
+
+    def target(self) -> SamplingTarget | None:
+        """How to sample the model (``None``: it cannot be sampled)."""
         return None
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
-        """``n`` samples of the method's own generative process (short-run chains from
-        noise, a generator network), for plots; ``None`` if it has none."""
-        return None
+    def sample(self, n: int, *, n_steps: int | None = None, x0: Tensor | None = None,
+               rng: torch.Generator | None = None) -> Tensor:
+        """``n`` model samples: chains from ``x0`` (default: the target's init) run for
+        ``n_steps`` (default: the target's), then decoded. Detached."""
+        t = self.target()
+        if t is None:
+            raise ValueError(f"method {self.name!r} cannot be sampled")
+        steps = t.n_steps if n_steps is None else n_steps
+        x = t.init.sample(n, generator=rng) if x0 is None else x0
+        if steps > 0:
+            x = t.sampler.run(t.energy, x, steps, generator=rng)
+        if t.decode is not None:
+            with torch.no_grad(), frozen(t.decode):
+                x = t.decode(x)
+        return x.detach()
 
-    def lr_scale(self) -> float:
-        """Factor applied to every learning rate (1 unless the method tunes it)."""
+    def lr_scale(self, group: str) -> float:
+        """Factor applied to ``group``'s learning rate (1 unless the method tunes it)."""
         return 1.0
 
     def state_dict(self) -> dict[str, Any]:
@@ -63,3 +127,23 @@ class Method:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:
             raise ValueError(f"{type(self).__name__} has no state; got keys {sorted(state)}")
+
+
+def contrastive_loss(energy: nn.Module, x_pos: Tensor, x_neg: Tensor, *,
+                     energy_penalty: float = 0.0, neg_weight: float = 1.0
+                     ) -> tuple[Tensor, dict[str, float]]:
+    """The contrastive (CD-type) energy loss and its diagnostics (Anatomy Eq. 2):
+
+        loss = mean U(x⁺) − w · mean U(x⁻) + α · mean(U(x⁺)² + U(x⁻)²),
+
+    ``w = 1`` except for SteinGAN's discount ``w = 1 − γ``. Metrics: ``d_st = mean U(x⁺)
+    − mean U(x⁻)`` (Anatomy's stability diagnostic), ``energy_pos``, ``energy_neg``.
+    """
+    u_pos, u_neg = energy(x_pos), energy(x_neg)
+    d_st = u_pos.mean() - u_neg.mean()
+    loss = u_pos.mean() - neg_weight * u_neg.mean()
+    if energy_penalty > 0:
+        loss = loss + energy_penalty * (u_pos.square().mean() + u_neg.square().mean())
+    metrics = {"d_st": float(d_st.detach()), "energy_pos": float(u_pos.detach().mean()),
+               "energy_neg": float(u_neg.detach().mean())}
+    return loss, metrics

@@ -20,20 +20,41 @@ Diagnostics per iteration: ``d_st = mean U(x⁺) − mean U(x⁻)`` and
 ``α·mean(U(x⁺)² + U(x⁻)²)``, Gaussian noise on the data, and the Anatomy
 "invariant tuning" (learning rate × ε²/2, so the update is invariant to the
 Langevin step); gradient clipping and clamping live in the sampler.
+
+Registered as ``short_run``, ``persistent`` and ``cd``; one sampler role,
+``negatives``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from ebmlab.chains import ChainSource
-from ebmlab.methods.base import Method, StepOutput
+from ebmlab.capabilities import has_block_gibbs
+from ebmlab.chains import ChainSource, ReplayBuffer
+from ebmlab.config import ConfigError, option
+from ebmlab.methods.base import Batch, Method, SamplingTarget, StepOutput, batch_x, contrastive_loss
+from ebmlab.methods.registry import MethodOptions, MethodSpec, register
 from ebmlab.samplers.base import Sampler
+from ebmlab.samplers.gibbs import GibbsSweeps
+
+if TYPE_CHECKING:
+    from ebmlab.experiment import BuildContext
 
 REGIMES = ("short_run", "persistent", "cd")
+GIBBS_SWEEPS = 1000  # model samples of an energy with exact block-Gibbs conditionals
+
+
+def energy_target(energy: nn.Module, sampler: Sampler, init: ChainSource, n_steps: int,
+                  origin: str = "noise") -> SamplingTarget:
+    """How to sample an energy-only model: ``n_steps`` of its sampler from ``init``, or,
+    when the energy has exact block-Gibbs conditionals (the RBM), 1000 Gibbs sweeps."""
+    if has_block_gibbs(energy):
+        return SamplingTarget(energy, GibbsSweeps(), init, GIBBS_SWEEPS, origin=origin)
+    return SamplingTarget(energy, sampler, init, n_steps, origin=origin)
 
 
 class MaximumLikelihood(Method):
@@ -64,38 +85,35 @@ class MaximumLikelihood(Method):
         self.n_steps, self.n_chains = n_steps, n_chains
         self.energy_penalty, self.data_noise = energy_penalty, data_noise
         self.invariant_tuning = invariant_tuning
-        self.noise = noise
-
-    def noise_init(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
-        """Fresh noise chains (for the long-run check from noise), if the method has a source."""
-        return None if self.noise is None else self.noise.sample(n, generator=generator)
+        self.noise = noise if noise is not None else (chains if regime == "short_run" else None)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"energy": self.energy}
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
-        """Short-run samples: ``n_steps`` sampler steps from the noise source."""
-        x0 = self.noise_init(n, generator)
-        return None if x0 is None else self.sampler.run(self.energy, x0, self.n_steps,
-                                                        generator=generator)
+    def target(self) -> SamplingTarget | None:
+        """Short-run chains from noise: ``n_steps`` sampler steps (the method's own
+        generative process in the non-convergent regime)."""
+        if self.noise is None:
+            return None
+        return energy_target(self.energy, self.sampler, self.noise, self.n_steps)
 
-    def lr_scale(self) -> float:
+    def lr_scale(self, group: str) -> float:
         step = getattr(self.sampler, "step_size", None)
         return float(step) if self.invariant_tuning and step is not None else 1.0
 
-    def initial_chains(self, batch: Tensor, generator: torch.Generator | None) -> Tensor:
+    def initial_chains(self, x_pos: Tensor, rng: torch.Generator | None) -> Tensor:
         if self.name == "cd":
-            return batch.detach()
+            return x_pos.detach()
         assert self.chains is not None
-        n = self.n_chains or batch.shape[0]
-        return self.chains.sample(n, generator=generator).to(batch.device, batch.dtype)
+        n = self.n_chains or x_pos.shape[0]
+        return self.chains.sample(n, generator=rng).to(x_pos.device, x_pos.dtype)
 
-    def step(self, batch: Tensor, generator: torch.Generator | None = None) -> StepOutput:
-        x_pos = batch
+    def step(self, batch: Batch, rng: torch.Generator | None = None) -> StepOutput:
+        x_pos = batch_x(batch)
         if self.data_noise > 0:
-            x_pos = batch + self.data_noise * torch.randn(
-                batch.shape, generator=generator, dtype=batch.dtype, device=batch.device)
-        x0 = self.initial_chains(x_pos, generator)
+            x_pos = x_pos + self.data_noise * torch.randn(
+                x_pos.shape, generator=rng, dtype=x_pos.dtype, device=x_pos.device)
+        x0 = self.initial_chains(x_pos, rng)
         grad_norms: list[Tensor] = []
         accepts: list[Tensor] = []
 
@@ -104,22 +122,13 @@ class MaximumLikelihood(Method):
             if info.accept_prob is not None:
                 accepts.append(info.accept_prob.mean())
 
-        x_neg = self.sampler.run(self.energy, x0, self.n_steps, generator=generator,
-                                 callback=record)
+        x_neg = self.sampler.run(self.energy, x0, self.n_steps, generator=rng, callback=record)
         if self.chains is not None and self.name != "cd":
             self.chains.update(x_neg)
-        u_pos, u_neg = self.energy(x_pos), self.energy(x_neg)
-        d_st = u_pos.mean() - u_neg.mean()
-        loss = d_st
-        if self.energy_penalty > 0:
-            loss = loss + self.energy_penalty * (u_pos.square().mean() + u_neg.square().mean())
+        loss, metrics = contrastive_loss(self.energy, x_pos, x_neg,
+                                         energy_penalty=self.energy_penalty)
         step = float(getattr(self.sampler, "step_size", 0.0))
-        metrics = {
-            "d_st": float(d_st.detach()),
-            "r_t": step * float(torch.stack(grad_norms).mean()),
-            "energy_pos": float(u_pos.detach().mean()),
-            "energy_neg": float(u_neg.detach().mean()),
-        }
+        metrics["r_t"] = step * float(torch.stack(grad_norms).mean())
         if accepts:
             metrics["accept"] = float(torch.stack(accepts).mean())
         return StepOutput(losses={"energy": loss}, metrics=metrics, negatives=x_neg)
@@ -134,3 +143,49 @@ class MaximumLikelihood(Method):
                                          if k.startswith("chains.")})
         elif state:
             raise ValueError(f"unexpected method state {sorted(state)}")
+
+
+# -- options and registration ------------------------------------------------------------
+
+
+@dataclass
+class MLOptions(MethodOptions):
+    n_steps: int = option(20, low=1, help="sampler steps per iteration (K)")
+    n_chains: int | None = option(None, low=1, help="negatives per iteration; default batch")
+    init: str = option("uniform", choices=["uniform", "gaussian"],
+                       help="noise the chains start from (standardised units)")
+    init_scale: float = option(2.5, low=0.0, low_open=True,
+                               help="uniform: half-width of the box; gaussian: sd")
+    energy_penalty: float = option(0.0, low=0.0, help="α in α·mean(U⁺² + U⁻²)")
+    data_noise: float = option(0.0, low=0.0, help="sd of noise added to data batches")
+    invariant_tuning: bool = option(False, help="learning rate × ε²/2 (Anatomy)")
+
+
+@dataclass
+class PersistentOptions(MLOptions):
+    buffer_size: int = option(500, low=1, help="replay buffer capacity")
+    reinit_prob: float = option(0.05, low=0.0, high=1.0, help="restart rate per use")
+
+
+def build_ml(ctx: BuildContext, opts: MLOptions) -> MaximumLikelihood:
+    noise = ctx.noise(opts.init, opts.init_scale)
+    chains: ChainSource | None = None
+    if opts.name == "short_run":
+        chains = noise
+    elif isinstance(opts, PersistentOptions):
+        if (opts.n_chains or ctx.cfg.train.batch_size) > opts.buffer_size:
+            raise ConfigError("method.buffer_size must be >= the number of chains per iteration")
+        chains = ReplayBuffer(noise, capacity=opts.buffer_size, reinit_prob=opts.reinit_prob)
+    return MaximumLikelihood(
+        ctx.energy, ctx.sampler("negatives"), chains, regime=opts.name, n_steps=opts.n_steps,
+        n_chains=opts.n_chains, energy_penalty=opts.energy_penalty, data_noise=opts.data_noise,
+        invariant_tuning=opts.invariant_tuning, noise=noise)
+
+
+NEGATIVES = {"negatives": {"name": "langevin", "step_size": 0.005}}
+register(MethodSpec("persistent", PersistentOptions, build_ml, roles=NEGATIVES,
+                    help="maximum likelihood, chains persist in a replay buffer (convergent)"))
+register(MethodSpec("short_run", MLOptions, build_ml, roles=NEGATIVES,
+                    help="maximum likelihood, K steps from fresh noise (non-convergent)"))
+register(MethodSpec("cd", MLOptions, build_ml, roles=NEGATIVES,
+                    help="contrastive divergence CD-K, chains start at the data batch"))

@@ -27,14 +27,29 @@ and differ in where the negatives ``x⁻`` come from:
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-from ebmlab.methods.base import Method, StepOutput
-from ebmlab.samplers.base import clip_grad_norm, energy_and_grad
+from ebmlab.chains import ChainSource, GeneratorInit
+from ebmlab.config import ConfigError, option
+from ebmlab.methods.base import (
+    Batch,
+    Method,
+    SamplingTarget,
+    StepOutput,
+    batch_x,
+    contrastive_loss,
+)
+from ebmlab.methods.mle import energy_target
+from ebmlab.methods.registry import MethodOptions, MethodSpec, register
+from ebmlab.samplers.base import clip_grad_norm, energy_and_grad, frozen
 from ebmlab.samplers.svgd import SVGD
+
+if TYPE_CHECKING:
+    from ebmlab.experiment import BuildContext
 
 KERNELS = ("rbf", "features", "none")
 
@@ -57,29 +72,31 @@ class SteinCD(Method):
     name = "steincd"
 
     def __init__(self, energy: nn.Module, sampler: SVGD, *, symmetric: bool = False,
-                 energy_penalty: float = 0.0) -> None:
+                 energy_penalty: float = 0.0, noise: ChainSource | None = None,
+                 sample_steps: int = 100) -> None:
         if not isinstance(sampler, SVGD):
             raise ValueError(f"SteinCD needs an SVGD sampler, got {type(sampler).__name__}")
         self.energy, self.sampler = energy, sampler
         self.symmetric = bool(symmetric)
         self.energy_penalty = float(energy_penalty)
+        self.noise, self.sample_steps = noise, sample_steps
 
     def modules(self) -> dict[str, nn.Module]:
         return {"energy": self.energy}
 
-    def step(self, batch: Tensor, generator: torch.Generator | None = None) -> StepOutput:
-        phi, x_neg, grad = _stein_cd_negatives(self.energy, self.sampler, batch)
-        x_pos = (batch - self.sampler.step_size * phi).detach() if self.symmetric else batch
-        u_pos, u_neg = self.energy(x_pos), self.energy(x_neg)
-        d_st = u_pos.mean() - u_neg.mean()
-        loss = d_st
-        if self.energy_penalty > 0:
-            loss = loss + self.energy_penalty * (u_pos.square().mean() + u_neg.square().mean())
-        metrics = {"d_st": float(d_st.detach()),
-                   "r_t": self.sampler.step_size * _mean_norm(grad),
-                   "phi_norm": _mean_norm(phi),
-                   "energy_pos": float(u_pos.detach().mean()),
-                   "energy_neg": float(u_neg.detach().mean())}
+    def target(self) -> SamplingTarget | None:
+        """SVGD particles from noise (Gibbs sweeps for an RBM)."""
+        if self.noise is None:
+            return None
+        return energy_target(self.energy, self.sampler, self.noise, self.sample_steps)
+
+    def step(self, batch: Batch, rng: torch.Generator | None = None) -> StepOutput:
+        x = batch_x(batch)
+        phi, x_neg, grad = _stein_cd_negatives(self.energy, self.sampler, x)
+        x_pos = (x - self.sampler.step_size * phi).detach() if self.symmetric else x
+        loss, metrics = contrastive_loss(self.energy, x_pos, x_neg,
+                                         energy_penalty=self.energy_penalty)
+        metrics.update(r_t=self.sampler.step_size * _mean_norm(grad), phi_norm=_mean_norm(phi))
         return StepOutput(losses={"energy": loss}, metrics=metrics, negatives=x_neg)
 
 
@@ -123,21 +140,22 @@ class SteinGAN(Method):
     def modules(self) -> dict[str, nn.Module]:
         return {"energy": self.energy, "generator": self.generator}
 
-    def generate(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def generate(self, n: int, rng: torch.Generator | None = None) -> Tensor:
         """``n`` generator samples ``G(ξ)``, ξ ~ N(0, I), shaped like the data."""
         p = next(self.generator.parameters(), None)
-        z = torch.randn(n, self.generator.latent_dim, generator=generator,
+        z = torch.randn(n, self.generator.latent_dim, generator=rng,
                         device=None if p is None else p.device,
                         dtype=None if p is None else p.dtype)
         return self.generator(z)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
-        with torch.no_grad():
-            return self.generate(n, generator)
+    def _generate_for_sampling(self, n: int, rng: torch.Generator | None) -> Tensor:
+        with torch.no_grad(), frozen(self.generator):  # eval mode: no batch-norm updates
+            return self.generate(n, rng)
 
-    def noise_init(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
-        """Long-run checks start SVGD from the generator's samples."""
-        return self.sample(n, generator)
+    def target(self) -> SamplingTarget:
+        """The generator's samples (longer runs continue them with SVGD on the energy)."""
+        return SamplingTarget(self.energy, self.sampler, GeneratorInit(self._generate_for_sampling),
+                              0, origin="generator samples")
 
     def stein_direction(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(φ*(x), ∇U(x))`` for the generator update; ``kernel="none"``: φ = ``−∇U(x)``
@@ -149,35 +167,103 @@ class SteinGAN(Method):
         phi, _, g = self.sampler.direction(self.energy, x)
         return phi, g
 
-    def step(self, batch: Tensor, generator: torch.Generator | None = None) -> StepOutput:
+    def step(self, batch: Batch, rng: torch.Generator | None = None) -> StepOutput:
+        batch = batch_x(batch)
         n = self.n_samples or batch.shape[0]
-        x_gen = self.generate(n, generator).reshape(n, *batch.shape[1:])
+        x_gen = self.generate(n, rng).reshape(n, *batch.shape[1:])
         phi, grad = self.stein_direction(x_gen.detach())
         phi = phi.detach()
         # Eq. (21) as a loss: its gradient w.r.t. η is −(1/n) Σᵢ ∂_η G(ξᵢ) φ*(xᵢ).
         loss_gen = -(x_gen * phi).reshape(n, -1).sum(dim=1).mean()
         use_cd = self.cd_prob > 0 and bool(
-            torch.rand((), generator=generator, device=batch.device) < self.cd_prob)
+            torch.rand((), generator=rng, device=batch.device) < self.cd_prob)
         x_neg = (_stein_cd_negatives(self.energy, self.sampler, batch)[1] if use_cd
                  else x_gen.detach())
-        u_pos, u_neg = self.energy(batch), self.energy(x_neg)
         gamma = 0.0 if use_cd else self.discount
-        if (not use_cd and self.discount_high is not None
-                and bool(u_pos.detach().mean() > u_neg.detach().mean())):
-            gamma = self.discount_high
-        d_st = u_pos.mean() - u_neg.mean()
-        loss = u_pos.mean() - (1.0 - gamma) * u_neg.mean()
-        if self.energy_penalty > 0:
-            loss = loss + self.energy_penalty * (u_pos.square().mean() + u_neg.square().mean())
-        metrics: dict[str, Any] = {
-            "d_st": float(d_st.detach()),
-            "r_t": self.sampler.step_size * _mean_norm(grad),
-            "phi_norm": _mean_norm(phi),
-            "energy_pos": float(u_pos.detach().mean()),
-            "energy_neg": float(u_neg.detach().mean()),
-            "cd_update": float(use_cd),
-        }
+        if not use_cd and self.discount_high is not None:
+            with torch.no_grad():
+                if bool(self.energy(batch).mean() > self.energy(x_neg).mean()):
+                    gamma = self.discount_high
+        loss, metrics = contrastive_loss(self.energy, batch, x_neg,
+                                         energy_penalty=self.energy_penalty,
+                                         neg_weight=1.0 - gamma)
+        metrics.update(r_t=self.sampler.step_size * _mean_norm(grad), phi_norm=_mean_norm(phi),
+                       cd_update=float(use_cd))
         if self.discount_high is not None or self.discount > 0:
             metrics["discount"] = gamma
         return StepOutput(losses={"energy": loss, "generator": loss_gen}, metrics=metrics,
                           negatives=x_neg)
+
+
+# -- options and registration ------------------------------------------------------------
+
+
+@dataclass
+class SteinCDOptions(MethodOptions):
+    kernel: str = option("rbf", choices=["rbf", "features"],
+                         help="SVGD kernel on x, or on the energy's features()")
+    symmetric: bool = option(False, help="the symmetric update, Eq. (17)")
+    energy_penalty: float = option(0.0, low=0.0, help="α in α·mean(U⁺² + U⁻²)")
+    init_scale: float = option(2.5, low=0.0, low_open=True,
+                               help="model samples: SVGD particles from U([-s, s]) noise")
+    sample_steps: int = option(100, low=1, help="model samples: SVGD steps from noise")
+
+
+@dataclass
+class SteinGANOptions(MethodOptions):
+    kernel: str = option("rbf", choices=["rbf", "features", "none"],
+                         help="SVGD kernel on x, on the energy's features(), or none (plain "
+                         "gradient, no repulsion)")
+    cd_prob: float = option(0.0, low=0.0, high=1.0, help="α, share of SteinCD energy updates")
+    discount: float = option(0.0, low=0.0, high=1.0, help="γ in mean U⁺ − (1 − γ) mean U⁻ "
+                             "(paper: 0.7)")
+    discount_high: float | None = option(None, low=0.0, high=1.0,
+                                         help="γ while mean U⁺ > mean U⁻ (paper: 0.9)")
+    energy_penalty: float = option(0.0, low=0.0, help="α in α·mean(U⁺² + U⁻²)")
+    n_chains: int | None = option(None, low=1, help="generator samples per iteration; "
+                                  "default batch")
+
+    def validate(self) -> None:
+        for key in ("discount", "discount_high"):
+            value = getattr(self, key)
+            if value is not None and value >= 1.0:
+                raise ValueError(f"method.{key} must be < 1 (the negatives' weight is 1 − γ), "
+                                 f"got {value}")
+
+
+def _svgd(ctx: BuildContext, kernel: str) -> SVGD:
+    features = None
+    if kernel == "features":
+        features = getattr(ctx.energy, "features", None)
+        if features is None:
+            raise ConfigError(f"method.kernel = 'features': model {ctx.cfg.model.name!r} has "
+                              "no features()")
+    sampler = ctx.sampler("negatives", features=features)
+    if not isinstance(sampler, SVGD):
+        raise ConfigError(f"method.name = {ctx.cfg.method.name!r} needs "
+                          f"samplers.negatives.name = 'svgd', got {sampler.name!r}")
+    return sampler
+
+
+def build_steincd(ctx: BuildContext, opts: SteinCDOptions) -> SteinCD:
+    return SteinCD(ctx.energy, _svgd(ctx, opts.kernel), symmetric=opts.symmetric,
+                   energy_penalty=opts.energy_penalty, noise=ctx.noise("uniform", opts.init_scale),
+                   sample_steps=opts.sample_steps)
+
+
+def build_steingan(ctx: BuildContext, opts: SteinGANOptions) -> SteinGAN:
+    try:
+        return SteinGAN(ctx.energy, ctx.generator(), _svgd(ctx, opts.kernel), kernel=opts.kernel,
+                        cd_prob=opts.cd_prob, discount=opts.discount,
+                        discount_high=opts.discount_high, energy_penalty=opts.energy_penalty,
+                        n_samples=opts.n_chains)
+    except ValueError as e:
+        raise ConfigError(f"[method] {e}") from None
+
+
+SVGD_NEGATIVES = {"negatives": {"name": "svgd", "step_size": 0.1}}
+register(MethodSpec("steincd", SteinCDOptions, build_steincd, roles=SVGD_NEGATIVES,
+                    help="Stein contrastive divergence (Alg. 1): one SVGD step from the data"))
+register(MethodSpec("steingan", SteinGANOptions, build_steingan, roles=SVGD_NEGATIVES,
+                    groups=("energy", "generator"), sections=("generator",),
+                    help="amortized MLE / SteinGAN (Alg. 2), with cd_prob > 0 SteinCD-GAN(α)"))

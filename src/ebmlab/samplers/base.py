@@ -12,15 +12,17 @@ Every sampler is an object built with its hyperparameters and exposes
 
 An energy is any callable (usually an ``nn.Module``) mapping ``(B, *shape)`` to
 ``(B,)``; lower is more likely, the target is ``p(x) ∝ exp(-U(x))``.
-Device and dtype come from ``x0``. While a sampler runs, the energy's parameters
-are frozen (``requires_grad=False``, restored after), so no parameter gradient is
-built or left behind, and every state is detached: memory does not grow with
-``n_steps``.
+Device and dtype come from ``x0``. While a sampler runs, the modules the energy
+touches are in eval mode with their parameters frozen (``requires_grad=False``),
+each flag restored after (:func:`frozen`), so no parameter gradient is built or
+left behind and no batch-norm statistics move; every state is detached: memory
+does not grow with ``n_steps``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -114,19 +116,79 @@ def energy_and_grad(energy: Energy, x: Tensor) -> tuple[Tensor, Tensor]:
     return u.detach(), g
 
 
+def modules_of(*objs: object) -> list[nn.Module]:
+    """The modules an energy (or other callable) touches, found without calling it.
+
+    A module itself; the ``__self__`` of a bound method (``energy.features``); the
+    function, arguments and keywords of a ``functools.partial``; and the modules a
+    function or lambda closes over (``lambda z: E(G(z))`` finds ``E`` and ``G``),
+    two levels deep. Each module once, in first-seen order. Modules reached only
+    through globals or attributes of plain objects are not found.
+    """
+    found: dict[int, nn.Module] = {}
+    seen: set[int] = set()
+
+    def visit(obj: object, depth: int) -> None:
+        if obj is None or id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, nn.Module):
+            found.setdefault(id(obj), obj)
+            return
+        if depth > 2:
+            return
+        if isinstance(obj, functools.partial):
+            for o in (obj.func, *obj.args, *obj.keywords.values()):
+                visit(o, depth + 1)
+            return
+        owner = getattr(obj, "__self__", None)
+        if isinstance(owner, nn.Module):
+            visit(owner, depth)
+        func = getattr(obj, "__func__", obj)
+        for cell in getattr(func, "__closure__", None) or ():
+            try:
+                contents = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            visit(contents, depth + 1)
+
+    for o in objs:
+        visit(o, 0)
+    return list(found.values())
+
+
 @contextlib.contextmanager
-def frozen(energy: Energy) -> Iterator[None]:
-    """Turn off ``requires_grad`` on an ``nn.Module``'s parameters, restoring it after."""
-    params = [p for p in energy.parameters() if p.requires_grad] if isinstance(
-        energy, nn.Module
-    ) else []
-    for p in params:
-        p.requires_grad_(False)
+def frozen(*objs: object) -> Iterator[None]:
+    """Sampling hygiene for the modules that ``objs`` touch (see :func:`modules_of`).
+
+    Inside: every submodule in eval mode (no batch-norm statistics updated or used
+    across chains, no dropout, no spectral-norm power iterations) and every parameter
+    ``requires_grad=False`` (no parameter graph is built). After, also when the body
+    raises: each submodule's own ``training`` flag and each parameter's
+    ``requires_grad`` exactly as they were (a submodule already in eval mode, or a
+    parameter already frozen, stays so). Nesting is harmless.
+    """
+    subs: dict[int, nn.Module] = {}
+    for m in modules_of(*objs):
+        for sub in m.modules():
+            subs.setdefault(id(sub), sub)
+    flags = [(m, m.training) for m in subs.values()]
+    params: dict[int, nn.Parameter] = {}
+    for m in subs.values():
+        for prm in m.parameters(recurse=False):
+            if prm.requires_grad:
+                params.setdefault(id(prm), prm)
     try:
+        for m, _ in flags:
+            m.training = False
+        for prm in params.values():
+            prm.requires_grad_(False)
         yield
     finally:
-        for p in params:
-            p.requires_grad_(True)
+        for m, flag in flags:
+            m.training = flag
+        for prm in params.values():
+            prm.requires_grad_(True)
 
 
 class Sampler:
@@ -257,10 +319,15 @@ def drive(
 ) -> tuple[SamplerState, StepInfo | None]:
     """The loop every sampler shares: steps, non-finite checks, thinning, callbacks.
 
-    A non-finite energy or gradient raises :class:`NonFiniteError` naming the
-    first bad step. Checks are batched every 32 steps (one reduction, and on
-    accelerators one device sync, per batch), and made every step when a callback
-    is given, so a callback never sees a state after a bad step.
+    A non-finite energy or gradient, or a non-finite state after the last step of a
+    batch, raises :class:`NonFiniteError` naming the first bad step. Checks are
+    batched every 32 steps (one reduction, and on accelerators one device sync, per
+    batch; a state that went bad mid-batch shows as a bad energy at the next step's
+    start), and made every step when a callback is given, so a callback never sees a
+    non-finite state or a state after a bad step. The final state is always checked.
+
+    The whole run is inside :func:`frozen` for the energy (and the sampler's
+    ``features``, if any): modules in eval mode, parameters frozen, both restored after.
     """
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 0:
         raise ValueError(f"n_steps must be an integer >= 0, got {n_steps!r}")
@@ -275,7 +342,7 @@ def drive(
     fused = None
     if getattr(sampler, "compile", False) and callback is None and keep is None:
         fused = sampler.fused_steps(energy)
-    with frozen(energy):
+    with frozen(energy, getattr(sampler, "features", None)):
         if state is None:
             state = sampler.init(energy, x0)
         i = 0
@@ -299,7 +366,7 @@ def drive(
                 pending.append((i, info))
                 i += 1
             if len(pending) >= sync_every or i == n_steps:
-                _check_finite(sampler, pending)
+                _check_finite(sampler, pending, state.x)
                 pending.clear()
             if keep is not None and i % thin == 0:
                 keep.append(state.x.clone())
@@ -315,18 +382,24 @@ def _watched(info: StepInfo) -> dict[str, Tensor]:
     return out
 
 
-def _check_finite(sampler: Sampler, pending: list[tuple[int, StepInfo]]) -> None:
-    """Raise on the first step whose energy, gradient or acceptance is not finite."""
+def _check_finite(sampler: Sampler, pending: list[tuple[int, StepInfo]], x: Tensor) -> None:
+    """Raise on the first step whose energy, gradient or acceptance is not finite, or
+    (all of those finite) on the last step if the state ``x`` it produced is not."""
     watched = torch.cat([t.reshape(-1) for _, info in pending for t in _watched(info).values()])
-    if bool(torch.isfinite(watched).all()):
+    if bool(torch.isfinite(watched).all() & torch.isfinite(x).all()):
         return
     for i, info in pending:
         bad = [k for k, t in _watched(info).items() if not bool(torch.isfinite(t).all())]
         if bad:
-            raise NonFiniteError(
-                f"{type(sampler).__name__}: non-finite {' and '.join(bad)} at step {i}"
-                " (lower the step size, or use clamp / grad_clip)"
-            )
+            _raise_non_finite(sampler, " and ".join(bad), i)
+    _raise_non_finite(sampler, "state", pending[-1][0])
+
+
+def _raise_non_finite(sampler: Sampler, what: str, step: int) -> None:
+    raise NonFiniteError(
+        f"{type(sampler).__name__}: non-finite {what} at step {step}"
+        " (lower the step size, or use clamp / grad_clip)"
+    )
 
 
 def gaussian_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -356,5 +429,6 @@ __all__ = [
     "drive",
     "energy_and_grad",
     "frozen",
+    "modules_of",
     "replace",
 ]

@@ -129,15 +129,31 @@ class MALA(_Metropolis):
     def _proposal(
         self, energy: Energy, state: MetropolisState, generator: torch.Generator | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        s = state.step_size
         assert state.energy is not None and state.grad is not None
         xi = gaussian_like(state.x, generator)
-        y = state.x - s * state.grad + math.sqrt(2 * s) * xi
+        return self._move(energy, state.x, state.energy, state.grad, xi, state.step_size)
+
+    def _move(
+        self, energy: Energy, x: Tensor, u_x: Tensor, g_x: Tensor, xi: Tensor, s: float
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        y = x - s * g_x + math.sqrt(2 * s) * xi
         u_y, g_y = self._energy_grad(energy, y)
         log_q_fwd = -0.5 * _sum_sq(xi)  # ‖y − x + s∇U(x)‖²/(4s) = ‖ξ‖²/2
-        log_q_bwd = -_sum_sq(state.x - y + s * g_y) / (4 * s)
-        log_ratio = state.energy - u_y + log_q_bwd - log_q_fwd
+        log_q_bwd = -_sum_sq(x - y + s * g_y) / (4 * s)
+        log_ratio = u_x - u_y + log_q_bwd - log_q_fwd
         return y, u_y, g_y, log_ratio
+
+    def propose(
+        self, energy: Energy, x: Tensor, noise: Tensor, step_size: float | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The proposal from ``x`` with the given standard-normal ``noise`` ξ, and its log
+        acceptance ratio ``log α = U(x) − U(y) + log q(x|y) − log q(y|x)`` (not clipped at 0),
+        by the same code as :meth:`step`. Deterministic; for tests and diagnostics (detailed
+        balance: the reverse move ``y → x`` has ``log α`` exactly ``−log α``)."""
+        s = self.step_size if step_size is None else check_positive("step_size", step_size)
+        u_x, g_x = self._energy_grad(energy, x)
+        y, _, _, log_ratio = self._move(energy, x, u_x, g_x, noise, s)
+        return y, log_ratio
 
 
 class HMC(_Metropolis):
@@ -173,33 +189,55 @@ class HMC(_Metropolis):
                 raise ValueError("mass must be finite and > 0")
         self.mass = mass
 
+    def _mass(self, x: Tensor) -> Tensor | None:
+        if self.mass is None:
+            return None
+        m = torch.as_tensor(self.mass, dtype=x.dtype, device=x.device)
+        try:
+            return torch.broadcast_to(m, x.shape[1:])
+        except RuntimeError:
+            raise ValueError(
+                f"mass of shape {tuple(m.shape)} does not broadcast to a chain's shape "
+                f"{tuple(x.shape[1:])}"
+            ) from None
+
     def _proposal(
         self, energy: Energy, state: MetropolisState, generator: torch.Generator | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        eps = state.step_size
-        x, g = state.x, state.grad
-        assert state.energy is not None and g is not None
-        if self.mass is None:
-            inv_mass: Tensor | float = 1.0
-            p = gaussian_like(x, generator)
-        else:
-            m = torch.as_tensor(self.mass, dtype=x.dtype, device=x.device)
-            try:
-                m = torch.broadcast_to(m, x.shape[1:])
-            except RuntimeError:
-                raise ValueError(
-                    f"mass of shape {tuple(m.shape)} does not broadcast to a chain's shape "
-                    f"{tuple(x.shape[1:])}"
-                ) from None
-            inv_mass = 1.0 / m
-            p = gaussian_like(x, generator) * m.sqrt()
+        assert state.energy is not None and state.grad is not None
+        m = self._mass(state.x)
+        p = gaussian_like(state.x, generator)
+        if m is not None:
+            p = p * m.sqrt()
+        x, u, g, _, log_ratio = self._leapfrog(energy, state.x, state.energy, state.grad, p,
+                                               state.step_size)
+        return x, u, g, log_ratio
+
+    def _leapfrog(
+        self, energy: Energy, x: Tensor, u0: Tensor, g: Tensor, p: Tensor, eps: float
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``n_leapfrog`` steps from ``(x, p)``: ``(x₁, U(x₁), ∇U(x₁), p₁, H₀ − H₁)``."""
+        m = self._mass(x)
+        inv_mass: Tensor | float = 1.0 if m is None else 1.0 / m
         kinetic0 = 0.5 * (p.square() * inv_mass).reshape(x.shape[0], -1).sum(dim=1)
-        u = state.energy
+        u = u0
         p = p - 0.5 * eps * g
         for i in range(self.n_leapfrog):
             x = x + eps * (p * inv_mass)
             u, g = self._energy_grad(energy, x)
             p = p - (eps if i < self.n_leapfrog - 1 else 0.5 * eps) * g
         kinetic1 = 0.5 * (p.square() * inv_mass).reshape(x.shape[0], -1).sum(dim=1)
-        log_ratio = (state.energy + kinetic0) - (u + kinetic1)
-        return x, u, g, log_ratio
+        log_ratio = (u0 + kinetic0) - (u + kinetic1)
+        return x, u, g, p, log_ratio
+
+    def propose(
+        self, energy: Energy, x: Tensor, momentum: Tensor, step_size: float | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The leapfrog proposal from ``(x, momentum)``: ``(y, final momentum, log α)`` with
+        ``log α = H(x, p₀) − H(y, p₁)`` (not clipped at 0), by the same code as :meth:`step`.
+        Deterministic; for tests and diagnostics (detailed balance: from ``(y, −p₁)`` the
+        move returns to ``(x, −p₀)`` with ``log α`` exactly ``−log α``)."""
+        eps = self.step_size if step_size is None else check_positive("step_size", step_size)
+        u_x, g_x = self._energy_grad(energy, x)
+        y, _, _, p1, log_ratio = self._leapfrog(energy, x, u_x, g_x, momentum, eps)
+        return y, p1, log_ratio

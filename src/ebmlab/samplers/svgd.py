@@ -31,6 +31,7 @@ from ebmlab.samplers.base import (
     check_positive,
     clip_grad_norm,
     energy_and_grad,
+    frozen,
 )
 
 
@@ -111,10 +112,16 @@ class SVGD(Sampler):
         return k, repulse.reshape(x.shape), h
 
     def direction(self, energy: Energy, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The Stein direction φ*(xᵢ) for every particle, with ``U(x)`` and ``∇U(x)``."""
-        u, g = energy_and_grad(energy, x)
-        g = clip_grad_norm(g, self.grad_clip)
-        k, repulse, _ = self.kernel(x)
+        """The Stein direction φ*(xᵢ) for every particle, with ``U(x)`` and ``∇U(x)``.
+
+        Callable on its own (methods use it for one-step negatives): like a sampler
+        run, the energy and ``features`` are evaluated in eval mode with frozen
+        parameters, restored after (:func:`~ebmlab.samplers.base.frozen`).
+        """
+        with frozen(energy, self.features):
+            u, g = energy_and_grad(energy, x)
+            g = clip_grad_norm(g, self.grad_clip)
+            k, repulse, _ = self.kernel(x)
         n = x.shape[0]
         drive = (k @ (-g).reshape(n, -1)).reshape(x.shape)
         denom = k.sum(dim=1) if self.normalize else x.new_full((n,), float(n))

@@ -1,0 +1,101 @@
+"""Detecting learning that runs away, from the Anatomy paper's diagnostics.
+
+The Anatomy paper (Sec. 3–4) reads stability off ``d_st = mean U(x⁺) − mean U(x⁻)``:
+stable maximum-likelihood learning keeps ``d_st`` oscillating around 0 because the
+update itself pushes it back (a too-low data energy raises the negatives' and vice
+versa). Learning that diverges breaks that feedback: ``d_st`` stays on one side and
+the energies' scale grows by orders of magnitude (a user run on unseen data went from
+energies of order 1 to 1e11, with ``d_st`` falling to −7 and staying there).
+
+:class:`DivergenceMonitor` watches, over windows of ``window`` iterations:
+
+* **energy scale** ``s = median over the window of max(|mean U⁺|, |mean U⁻|, |d_st|)``
+  against the smallest window scale seen so far, floored at ``floor`` (energies of a
+  freshly initialised network are O(0.1)): it trips when ``s`` exceeds
+  ``growth × reference``. Energies are defined up to a constant, so a slow drift of the
+  offset is harmless; a growth by ``growth`` (default 1000) within a run is not.
+* **one-sided d_st**: ``|median d_st| > d_st_limit`` while at least ``one_sided`` of the
+  window's ``d_st`` share its sign. ``d_st_limit`` is in units of the window's energy
+  scale floor, so it does not depend on how the energy is scaled.
+
+``status()`` returns ``None`` while healthy, else a one-line description naming the
+diagnostic. :meth:`suspicious` (half the thresholds) tells the trainer not to write a
+checkpoint it might later have to roll back to.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DivergenceMonitor:
+    window: int = 100
+    growth: float = 1000.0
+    floor: float = 1.0
+    d_st_limit: float = 5.0
+    one_sided: float = 0.9
+    _d_st: deque = field(default_factory=deque, repr=False)
+    _scale: deque = field(default_factory=deque, repr=False)
+    reference: float = math.inf
+    seen: int = 0
+
+    def update(self, metrics: dict[str, float]) -> None:
+        d_st = metrics.get("d_st")
+        if d_st is None:
+            return
+        scale = max(abs(d_st), abs(metrics.get("energy_pos", 0.0)),
+                    abs(metrics.get("energy_neg", 0.0)))
+        self._d_st.append(d_st)
+        self._scale.append(scale)
+        self.seen += 1
+        if len(self._d_st) > self.window:
+            self._d_st.popleft()
+            self._scale.popleft()
+        if len(self._scale) == self.window and self.seen % self.window == 0:
+            self.reference = min(self.reference, max(self.floor, self.window_scale()))
+
+    def window_scale(self) -> float:
+        return statistics.median(self._scale) if self._scale else 0.0
+
+    def _check(self, factor: float) -> str | None:
+        if len(self._d_st) < self.window:
+            return None
+        scale = self.window_scale()
+        reference = self.reference if math.isfinite(self.reference) else self.floor
+        if scale > self.growth * factor * reference:
+            return (f"energy scale grew {scale / reference:.3g}x (median max|U| over the last "
+                    f"{self.window} iterations {scale:.3g}, smallest earlier {reference:.3g})")
+        med = statistics.median(self._d_st)
+        same = sum((d > 0) == (med > 0) for d in self._d_st) / len(self._d_st)
+        limit = self.d_st_limit * factor * max(self.floor, reference)
+        if abs(med) > limit and same >= self.one_sided:
+            return (f"d_st stuck at {med:.3g} (one sign in {same:.0%} of the last {self.window} "
+                    f"iterations; stable learning oscillates around 0)")
+        return None
+
+    def status(self) -> str | None:
+        """``None`` while learning looks stable, else what tripped."""
+        return self._check(1.0)
+
+    def suspicious(self) -> bool:
+        """Half-way to a trip: do not trust a checkpoint written now."""
+        return self._check(0.5) is not None
+
+    def reset(self) -> None:
+        """Forget the current window (after a rollback); the reference scale is kept."""
+        self._d_st.clear()
+        self._scale.clear()
+
+    def state_dict(self) -> dict[str, float]:
+        return {"reference": self.reference if math.isfinite(self.reference) else -1.0,
+                "seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        ref = float(state.get("reference", -1.0))
+        self.reference = math.inf if ref < 0 else ref
+        self.seen = int(state.get("seen", 0))
+        self.reset()

@@ -1,0 +1,133 @@
+"""What the trainer measures at the end of a run (and ``ebmlab eval``), chosen by what
+the model offers. All numbers are in the user's data coordinates.
+
+* :func:`exact_log_partition` — the model has an exact ``log Z``
+  (:class:`ebmlab.capabilities.ExactLogPartition`, e.g. the RBM): ``log_z_exact``,
+  mean ``test_ll`` / ``train_ll`` in nats per example.
+* :func:`quadrature_2d` — 2-D data: ``log Z``, test NLL and, with a known data
+  density, ``KL(p_data ‖ p_θ)`` by quadrature, with the model's mass outside the
+  evaluation box measured and reported (``model_mass_outside``).
+* :func:`test_energy` — otherwise the mean test energy.
+* :func:`long_run_check` — the method's own samples, ``longrun_factor`` × longer,
+  from data (when chains live in data space) and from its own start.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from ebmlab.capabilities import has_exact_log_partition
+from ebmlab.samplers import NonFiniteError
+
+if TYPE_CHECKING:
+    from ebmlab.train import Trainer
+
+
+def exact_log_partition(trainer: Trainer) -> dict[str, Any]:
+    """Exact log-likelihoods of an energy with an exact ``log_partition()``. In data
+    coordinates ``log p_x(x) = log p_z(z) − Σ log scale``."""
+    energy, data = trainer.energy, trainer.data
+    jac = float(data.scale.double().log().sum())
+    with torch.no_grad():
+        log_z = float(energy.log_partition())
+
+        def mean_ll(z: Tensor) -> float:
+            return float((-energy(z).double()).mean()) - log_z - jac
+
+        return {"log_z_exact": log_z + jac, "test_ll": mean_ll(data.test),
+                "train_ll": mean_ll(data.train[:10000])}
+
+
+def quadrature_2d(trainer: Trainer) -> dict[str, Any]:
+    """log Z, test NLL and exact KL by quadrature on the data's box, accounting for the
+    model's mass outside it."""
+    from ebmlab.evaluate.exact2d import evaluate_2d
+
+    data = trainer.data
+    return evaluate_2d(trainer.data_space_energy(), data.log_density,
+                       data.to_data_space(data.test), bounds=data.bounds)
+
+
+def test_energy(trainer: Trainer) -> dict[str, Any]:
+    with torch.no_grad():
+        return {"energy_test": float(trainer.energy(trainer.data.test).mean())}
+
+
+def evaluate(trainer: Trainer) -> dict[str, Any]:
+    """Every evaluation the model allows, merged."""
+    result: dict[str, Any] = {"iteration": trainer.iteration}
+    energy, data = trainer.energy, trainer.data
+    if energy is None:
+        return result
+    if has_exact_log_partition(energy):
+        result.update(exact_log_partition(trainer))
+    if data.dim == 2 and data.bounds is not None:
+        result.update(quadrature_2d(trainer))
+    elif not has_exact_log_partition(energy):
+        result.update(test_energy(trainer))
+    return result
+
+
+def long_run_check(trainer: Trainer) -> dict[str, Any]:
+    """The method's samples with ``longrun_factor``× its usual chain length, from held-out
+    data (when its chains live in data space) and from its own chain start.
+
+    Records per start the mean energy, MMD² to held-out data and, with a known data
+    density, ``kde_kl`` = KL(p_data ‖ KDE of the samples); compare it with
+    ``kde_kl_reference``, the same estimator on as many held-out data points (the
+    KDE's smoothing bias): samples as good as data give the same number. A start whose
+    chains become non-finite records ``{"error": ...}``.
+    """
+    from ebmlab.evaluate.mmd import mmd2
+    from ebmlab.evaluate.sample_quality import kde_kl
+
+    data, method = trainer.data, trainer.method
+    target = method.target()
+    record: dict[str, Any] = {"iteration": trainer.iteration}
+    if target is None:
+        return record
+    steps = max(target.n_steps, 1) * trainer.cfg.train.longrun_factor
+    record["steps"] = steps
+    n = min(1000, data.test.shape[0])
+    rng = trainer.side_rng(1)
+    has_density = data.log_density is not None and data.bounds is not None
+    test = data.to_data_space(data.test[:n])
+    if has_density:
+        record["kde_kl_reference"] = kde_kl(data.log_density, test.cpu(), data.bounds)
+    starts: dict[str, Tensor | None] = {"model": None}
+    if target.decode is None:
+        starts = {"data": data.test[:n], **starts}
+    samples = {}
+    for origin, x0 in starts.items():
+        try:
+            x, described = trainer.model_samples(n, rng, n_steps=steps, x0=x0)
+        except NonFiniteError as e:
+            record[origin] = {"error": str(e)}
+            continue
+        assert x is not None
+        entry: dict[str, Any] = {"start": described}
+        energy = trainer.energy
+        if energy is not None:
+            with torch.no_grad():
+                entry["energy"] = float(energy(x).mean())
+        xd = data.to_data_space(x)
+        flat_xd, flat_test = xd.reshape(n, -1), test.reshape(n, -1)
+        if not bool(torch.isfinite(flat_xd).all()):
+            record[origin] = {"error": "non-finite samples"}
+            continue
+        entry["mmd2"] = mmd2(flat_xd, flat_test)
+        if has_density:
+            entry["kde_kl"] = kde_kl(data.log_density, xd.cpu(), data.bounds)
+        record[origin] = entry
+        samples[origin] = (xd, described)
+    if data.dim == 2 and trainer.energy is not None:
+        from ebmlab.plots import plot_density
+
+        for origin, (xd, described) in samples.items():
+            plot_density(trainer.data_space_energy(), trainer.out / f"longrun_{origin}.png",
+                         bounds=data.bounds, samples=xd.cpu(),
+                         title=f"{described}, iteration {trainer.iteration}")
+    return record
