@@ -14,13 +14,17 @@ energies of order 1 to 1e11, with ``d_st`` falling to −7 and staying there).
   freshly initialised network are O(0.1)): it trips when ``s`` exceeds
   ``growth × reference``. Energies are defined up to a constant, so a slow drift of the
   offset is harmless; a growth by ``growth`` (default 1000) within a run is not.
-* **one-sided d_st**: ``|median d_st| > d_st_limit`` while at least ``one_sided`` of the
-  window's ``d_st`` share its sign. ``d_st_limit`` is in units of the window's energy
-  scale floor, so it does not depend on how the energy is scaled.
+* **one-sided d_st**: ``|median d_st| > d_st_limit × sd`` while at least ``one_sided``
+  of the window's ``d_st`` share its sign, ``sd`` the smallest window median of
+  ``energy_sd`` (the spread of ``U`` over a data batch, floored at ``floor``): the
+  negatives sit several data-energy spreads away from the data. ``sd`` is invariant to
+  the energy's arbitrary offset and scales with the data's dimension, so one limit
+  serves 2-D toys and images.
 
 ``status()`` returns ``None`` while healthy, else a one-line description naming the
 diagnostic. :meth:`suspicious` (half the thresholds) tells the trainer not to write a
-checkpoint it might later have to roll back to.
+checkpoint it might later have to roll back to, and a run that ends suspicious has not
+settled: the trainer reports it instead of exiting as if all were well.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import math
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -40,7 +45,9 @@ class DivergenceMonitor:
     one_sided: float = 0.9
     _d_st: deque = field(default_factory=deque, repr=False)
     _scale: deque = field(default_factory=deque, repr=False)
+    _sd: deque = field(default_factory=deque, repr=False)
     reference: float = math.inf
+    reference_sd: float = math.inf
     seen: int = 0
 
     def update(self, metrics: dict[str, float]) -> None:
@@ -51,12 +58,16 @@ class DivergenceMonitor:
                     abs(metrics.get("energy_neg", 0.0)))
         self._d_st.append(d_st)
         self._scale.append(scale)
+        self._sd.append(abs(metrics.get("energy_sd", 0.0)))
         self.seen += 1
         if len(self._d_st) > self.window:
             self._d_st.popleft()
             self._scale.popleft()
+            self._sd.popleft()
         if len(self._scale) == self.window and self.seen % self.window == 0:
             self.reference = min(self.reference, max(self.floor, self.window_scale()))
+            self.reference_sd = min(self.reference_sd,
+                                    max(self.floor, statistics.median(self._sd)))
 
     def window_scale(self) -> float:
         return statistics.median(self._scale) if self._scale else 0.0
@@ -71,31 +82,47 @@ class DivergenceMonitor:
                     f"{self.window} iterations {scale:.3g}, smallest earlier {reference:.3g})")
         med = statistics.median(self._d_st)
         same = sum((d > 0) == (med > 0) for d in self._d_st) / len(self._d_st)
-        limit = self.d_st_limit * factor * max(self.floor, reference)
-        if abs(med) > limit and same >= self.one_sided:
+        sd = self.reference_sd if math.isfinite(self.reference_sd) else max(
+            self.floor, statistics.median(self._sd))
+        if abs(med) > self.d_st_limit * factor * sd and same >= self.one_sided:
             return (f"d_st stuck at {med:.3g} (one sign in {same:.0%} of the last {self.window} "
-                    f"iterations; stable learning oscillates around 0)")
+                    f"iterations, {abs(med) / sd:.3g}x the data's energy spread; stable "
+                    "learning oscillates around 0)")
         return None
 
     def status(self) -> str | None:
         """``None`` while learning looks stable, else what tripped."""
         return self._check(1.0)
 
+    def unsettled(self) -> str | None:
+        """Half-way to a trip (``None`` if not): do not trust a checkpoint written now, nor
+        a model that ends this way."""
+        return self._check(0.5)
+
     def suspicious(self) -> bool:
-        """Half-way to a trip: do not trust a checkpoint written now."""
-        return self._check(0.5) is not None
+        return self.unsettled() is not None
 
     def reset(self) -> None:
         """Forget the current window (after a rollback); the reference scale is kept."""
         self._d_st.clear()
         self._scale.clear()
+        self._sd.clear()
 
-    def state_dict(self) -> dict[str, float]:
-        return {"reference": self.reference if math.isfinite(self.reference) else -1.0,
-                "seen": self.seen}
+    def state_dict(self) -> dict[str, Any]:
+        def finite(v: float) -> float:
+            return v if math.isfinite(v) else -1.0
 
-    def load_state_dict(self, state: dict[str, float]) -> None:
-        ref = float(state.get("reference", -1.0))
-        self.reference = math.inf if ref < 0 else ref
+        return {"reference": finite(self.reference), "reference_sd": finite(self.reference_sd),
+                "seen": self.seen, "d_st": list(self._d_st), "scale": list(self._scale),
+                "sd": list(self._sd)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        def value(key: str) -> float:
+            v = float(state.get(key, -1.0))
+            return math.inf if v < 0 else v
+
+        self.reference, self.reference_sd = value("reference"), value("reference_sd")
         self.seen = int(state.get("seen", 0))
-        self.reset()
+        self._d_st = deque(float(v) for v in state.get("d_st", []))
+        self._scale = deque(float(v) for v in state.get("scale", []))
+        self._sd = deque(float(v) for v in state.get("sd", []))

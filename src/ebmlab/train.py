@@ -52,6 +52,10 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def n_rows(rows: Batch) -> int:
+    return int(rows.shape[0] if isinstance(rows, Tensor) else next(iter(rows.values())).shape[0])
+
+
 def take(rows: Batch, idx: Tensor) -> Batch:
     """Rows ``idx`` of a tensor or of every tensor of a mapping batch."""
     if isinstance(rows, Tensor):
@@ -199,7 +203,7 @@ class Trainer:
     # -- one iteration --------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         it = self.iteration
-        n = self.data.train.shape[0]
+        n = n_rows(self.data.train)
         idx = torch.randint(0, n, (self.cfg.train.batch_size,), generator=self.rng,
                             device=self.device)
         batch = take(self.data.train, idx)
@@ -370,14 +374,21 @@ class Trainer:
         longrun = self.long_run_check()
         self.plots()
         target = self.method.target()
+        unsettled = self.monitor.unsettled() if self.cfg.train.divergence_check else None
         summary = {**evaluation, "seconds": round(self.seconds, 2), "longrun": longrun,
                    "method": self.method.name,
-                   "sampler": repr(target.sampler) if target is not None else None}
+                   "sampler": repr(target.sampler) if target is not None else None,
+                   "rollbacks": self.rollbacks, "unsettled": unsettled}
         (self.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
         if self._tb is not None:
             self._tb.close()
         failed = [f"{origin}: {v['error']}" for origin, v in longrun.items()
                   if isinstance(v, Mapping) and "error" in v]
+        if unsettled:
+            raise TrainingError(f"iteration {self.iteration}: learning did not settle: "
+                                f"{unsettled}; the model is saved but unreliable (summary in "
+                                f"{self.out / SUMMARY_FILE}); try a smaller "
+                                "samplers.negatives.step_size or train.lr")
         if failed:
             raise TrainingError(f"iteration {self.iteration}: long-run chains of the trained "
                                 f"model failed ({failed[0]}): it is not a stable density; "

@@ -8,10 +8,11 @@ midpoint rule gives::
 
 with ``cᵢⱼ`` the cell centres. For a smooth density that has decayed inside the box
 the rule converges exponentially fast in ``1/h`` (it is the trapezoid rule of an
-effectively periodic function), so the only error that matters is the mass
-outside ``B``. That is watched through ``edge_mass``: the share of the grid's mass
-in its border ring (the outer ``max(1, ⌈n/50⌉)`` cells on each side, i.e. 2% of the
-box width). Above ``1e-4`` a :class:`QuadratureWarning` says the box is too small.
+effectively periodic function), so the error that matters is the mass outside
+``B``. Two numbers watch it: ``edge_mass``, the share of the box's mass in its
+border ring (the outer ``max(1, ⌈n/50⌉)`` cells on each side, i.e. 2% of the box
+width), and ``mass_outside`` (below). Above ``1e-4`` either one raises a
+:class:`QuadratureWarning`: the box is too small.
 
 **Mass outside the box.** ``log Z`` is over the whole plane, not over ``B``: a
 model may put mass anywhere (``½·p_data + ½·N(0, 100²I)`` has half of it far
@@ -44,7 +45,10 @@ returned log Z is a lower bound (the mass out to the largest box) and a
 beyond ``2^24`` box widths, or a spike narrower than an outer cell; a sharp mode
 just outside the box is counted, but only roughly (cells 1/16 of the box width in
 the first ring) — hence the warning whenever ``mass_outside > 1e-4``: widen the
-bounds to measure that mass on the fine grid.
+bounds to measure that mass on the fine grid. Measured: N(0, I) on [−2, 2]² (8.9 %
+outside) gets ``mass_outside`` within 3·10⁻⁴ of its closed form; the model
+``½·p_data + ½·N(0, 100²I)`` scores KL 0.6922 (log 2 = 0.6931) on the 8gaussians
+box; the rings cost ~10 ms for an MLP energy next to ~0.4 s for the 500² grid.
 
 Energies are evaluated under ``torch.no_grad`` in batches, in eval mode (restored
 after), on a grid in the dtype and device of the energy's parameters (float64 when

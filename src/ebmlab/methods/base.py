@@ -137,7 +137,8 @@ def contrastive_loss(energy: nn.Module, x_pos: Tensor, x_neg: Tensor, *,
         loss = mean U(x⁺) − w · mean U(x⁻) + α · mean(U(x⁺)² + U(x⁻)²),
 
     ``w = 1`` except for SteinGAN's discount ``w = 1 − γ``. Metrics: ``d_st = mean U(x⁺)
-    − mean U(x⁻)`` (Anatomy's stability diagnostic), ``energy_pos``, ``energy_neg``.
+    − mean U(x⁻)`` (Anatomy's stability diagnostic), ``energy_pos``, ``energy_neg`` and
+    ``energy_sd``, the spread of ``U`` over the data batch (a shift-invariant energy scale).
     """
     u_pos, u_neg = energy(x_pos), energy(x_neg)
     d_st = u_pos.mean() - u_neg.mean()
@@ -145,5 +146,6 @@ def contrastive_loss(energy: nn.Module, x_pos: Tensor, x_neg: Tensor, *,
     if energy_penalty > 0:
         loss = loss + energy_penalty * (u_pos.square().mean() + u_neg.square().mean())
     metrics = {"d_st": float(d_st.detach()), "energy_pos": float(u_pos.detach().mean()),
-               "energy_neg": float(u_neg.detach().mean())}
+               "energy_neg": float(u_neg.detach().mean()),
+               "energy_sd": float(u_pos.detach().std()) if u_pos.shape[0] > 1 else 0.0}
     return loss, metrics
