@@ -28,6 +28,7 @@ report; the last stdout line is one JSON object ``{method: final test log-likeli
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import math
 import platform
@@ -240,7 +241,8 @@ def report(args: argparse.Namespace, results: list[Result], base: dict[str, floa
         f"Command: `{command.strip()}`",
         "",
         f"- {platform.platform()}, Python {platform.python_version()}, torch "
-        f"{torch.__version__}, {args.threads} thread(s); wall time {elapsed:.0f} s",
+        f"{torch.__version__}, {args.threads} thread(s); {time.strftime('%Y-%m-%d')}, ebmlab "
+        f"{importlib.metadata.version('ebmlab')}; wall time {elapsed:.0f} s",
         f"- data {args.data}; {args.iterations} iterations per run, seeds {args.seeds}; "
         f"shared: `{' '.join(COMMON)}`",
         "",
@@ -310,7 +312,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr-generator", type=float, default=None,
                    help="generator learning rate of the SteinGAN-type runs (default 5e-3)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=HERE / "out" / "stein_rbm")
+    p.add_argument("--out", type=Path, default=HERE.parent / "docs" / "results" / "stein_rbm",
+                   help="report and figures (default docs/results/stein_rbm/, quoted by the "
+                   "README)")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.iterations = args.iterations or (4000 if args.quick else 6000)

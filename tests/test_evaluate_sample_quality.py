@@ -104,3 +104,20 @@ def test_kde_kl_uses_the_data_mass_on_the_grid_and_errors() -> None:
         kde_kl(data.log_prob, torch.zeros(5, 3), (-3.0, 3.0))
     with pytest.raises(ValueError, match="NaN"):
         kde_kl(data.log_prob, torch.tensor([[0.0, math.nan], [1.0, 1.0]]), (-3.0, 3.0))
+
+
+def test_kde_kl_with_a_data_density_of_bounded_support() -> None:
+    # Uniform data on [0, 1]²: log p = −inf on most of the box, where cells contribute 0
+    # (not NaN); inside, KL = −E_p[log q̂] by hand.
+    def log_p(x: torch.Tensor) -> torch.Tensor:
+        inside = ((x >= 0) & (x <= 1)).all(dim=1)
+        return torch.where(inside, 0.0, -math.inf).to(torch.float64)
+
+    samples = torch.rand(300, 2, generator=gen(7), dtype=torch.float64)
+    got = kde_kl(log_p, samples, (-1.0, 2.0), n_grid=60)
+    c = (torch.arange(60, dtype=torch.float64) + 0.5) / 60 * 3 - 1
+    gy, gx = torch.meshgrid(c, c, indexing="ij")
+    pts = torch.stack((gx.reshape(-1), gy.reshape(-1)), 1)
+    inside = ((pts >= 0) & (pts <= 1)).all(dim=1)
+    by_hand = -kde_log_density(samples, pts[inside]).mean().item()
+    assert math.isfinite(got) and got == pytest.approx(by_hand, abs=1e-12)

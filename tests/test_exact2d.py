@@ -21,7 +21,7 @@ from ebmlab.evaluate import (
     log_partition,
     nll,
 )
-from ebmlab.evaluate.exact2d import as_box, bounds_from_points
+from ebmlab.evaluate.exact2d import as_box, bounds_from_points, grid_log_density
 
 MEAN = (0.7, -0.4)
 COV = ((1.0, 0.6), (0.6, 0.8))
@@ -318,3 +318,60 @@ def test_input_errors() -> None:
     assert as_box(((-1, 2), (0, 3))) == ((-1.0, 2.0), (0.0, 3.0))
     box = bounds_from_points(torch.tensor([[0.0, 0.0], [2.0, 4.0]]))
     assert box == ((-1.0, 3.0), (-2.0, 6.0))
+
+
+def test_bounded_support_model_converges_without_warning() -> None:
+    # exp(−U) is zero beyond radius 7: the outer rings find zero mass and stop there
+    # (no "not integrable" warning); the mass between the box and radius 7 is counted.
+    def disc(x: torch.Tensor) -> torch.Tensor:
+        u = 0.5 * x.square().sum(1)
+        return torch.where(x.norm(dim=1) > 7.0, math.inf, u)
+
+    with pytest.warns(QuadratureWarning, match="box is too small"):
+        res = log_partition(disc, (-2.0, 2.0), n_grid=100)
+    assert res.tail_converged
+    assert res.log_z == pytest.approx(math.log(2 * math.pi * (1 - math.exp(-24.5))), abs=2e-3)
+
+
+def test_grid_log_density_is_normalised_over_the_plane() -> None:
+    g = Gaussian(MEAN, COV)
+    xs, ys, log_p, part = grid_log_density(g, (-2.0, 2.0), n_grid=100)
+    assert xs.shape == ys.shape == (100,) and log_p.shape == (100, 100)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    pts = torch.stack((gx.reshape(-1), gy.reshape(-1)), 1)
+    # The true density (up to the outer rings' accuracy), not the box-normalised one.
+    torch.testing.assert_close(log_p.reshape(-1), g.log_prob(pts), rtol=0, atol=3e-3)
+    cell = (4.0 / 100) ** 2
+    assert log_p.exp().sum().item() * cell == pytest.approx(1 - part.mass_outside, abs=1e-3)
+    assert part.mass_outside > 0.1
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_kl_rejects_a_nan_or_plus_inf_data_log_density(bad: float) -> None:
+    g = Gaussian((0.0, 0.0))
+
+    def log_p(x: torch.Tensor) -> torch.Tensor:
+        out = g.log_prob(x)
+        out[0] = bad
+        return out
+
+    with pytest.raises(ValueError, match="log_p_data"):
+        kl_divergence(log_p, g, (-6, 6), n_grid=20)
+
+
+@pytest.mark.parametrize("a", [1.25, 1.1])
+def test_very_heavy_tail_reaches_the_largest_box_and_is_extrapolated(a: float) -> None:
+    # p ∝ (1 + ‖x‖²)^(−a): Z = π/(a − 1), mass beyond R ∝ R^(−2(a−1)), still 10⁻² – 10⁻⁴ of
+    # Z at 2²⁴ box widths; the geometric tail limit (exact for power laws) supplies it.
+    with pytest.warns(QuadratureWarning):
+        res = log_partition(lambda x: a * torch.log1p(x.square().sum(1)), (-5, 5), n_grid=200)
+    assert res.tail_converged and res.outer_box[0][1] == 5.0 * 2**24
+    assert res.log_z == pytest.approx(math.log(math.pi / (a - 1)), abs=1e-3)
+
+
+def test_bounds_from_points_degenerate_axis() -> None:
+    # Zero range on y: half-width 1; x padded by 50 % per side.
+    box = bounds_from_points(torch.tensor([[0.0, 3.0], [4.0, 3.0]]))
+    assert box == ((-2.0, 6.0), (2.0, 4.0))
+    box = bounds_from_points(torch.tensor([[0.0, 3.0], [4.0, 3.0]]), pad=0.0)
+    assert box == ((0.0, 4.0), (2.0, 4.0))

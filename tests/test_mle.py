@@ -125,3 +125,39 @@ def test_each_regime_learns(tmp_path, regime, overrides, below):
         trainer.train_step()
     after = trainer.evaluate()["kl"]
     assert before > 1.5 and after < below, (before, after)
+
+
+def test_target_accept_adapts_a_metropolis_step_between_iterations():
+    from ebmlab.samplers import MALA
+
+    m = method("persistent", sampler=MALA(step_size=5.0), energy=Quadratic(1.0),
+               target_accept=0.6, adapt_rate=0.2)
+    rng = torch.Generator().manual_seed(0)
+    m.n_steps = 5
+    accepts = []
+    for _ in range(150):
+        accepts.append(m.step(BATCH[:50] * 0, rng).metrics["accept"])
+    assert m.sampler.step_size < 5.0  # a far too large step came down
+    assert abs(sum(accepts[-50:]) / 50 - 0.6) < 0.1
+    state = m.state_dict()
+    twin = method("persistent", sampler=MALA(step_size=5.0), energy=Quadratic(1.0),
+                  target_accept=0.6)
+    twin.load_state_dict(state)
+    assert twin.sampler.step_size == m.sampler.step_size
+    with pytest.raises(ValueError, match="needs a Metropolis sampler"):
+        method("cd", target_accept=0.6)
+
+
+def test_gaussian_reference_term(tmp_path):
+    from ebmlab.energies import GaussianReference, MLPEnergy
+
+    net = MLPEnergy(2, width=8, depth=1)
+    energy = GaussianReference(net, sd=2.0)
+    x = torch.randn(5, 2)
+    torch.testing.assert_close(energy(x), net(x) + x.square().sum(1) / 8.0)
+    cfg = load_config(RunConfig, overrides=["model.reference_sd=3", "data.n_train=100",
+                                            "data.n_test=20", "train.progress=false"])
+    trainer = start_run(cfg, tmp_path / "r")
+    assert isinstance(trainer.method.energy, GaussianReference)
+    with pytest.raises(Exception, match="does not apply to model.name = 'rbm'"):
+        load_config(RunConfig, overrides=["model.name=rbm", "model.reference_sd=3"])

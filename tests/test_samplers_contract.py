@@ -153,11 +153,17 @@ def test_bad_step_size_names_the_argument(name, bad):
         (lambda: Langevin(0.1, noise_scale=-1.0), "noise_scale"),
         (lambda: HMC(0.1, n_leapfrog=0), "n_leapfrog"),
         (lambda: HMC(0.1, mass=-1.0), "mass"),
+        (lambda: HMC(0.1, mass=0.0), "mass"),
+        (lambda: HMC(0.1, mass=torch.tensor([1.0, math.inf])), "mass"),
         (lambda: MALA(0.1, adapt_steps=10, target_accept=1.5), "target_accept"),
         (lambda: MALA(0.1, adapt_steps=-2), "adapt_steps"),
+        (lambda: MALA(0.1, target_accept=1.0), "target_accept"),
+        (lambda: HMC(0.1, target_accept=0.0), "target_accept"),
         (lambda: UnderdampedLangevin(0.1, friction=0.0), "friction"),
         (lambda: SVGD(0.1, bandwidth=-2.0), "bandwidth"),
         (lambda: Langevin(0.1, clamp=(1.0, -1.0)), "clamp"),
+        (lambda: Langevin(0.1, clamp=(1.0, 1.0)), "clamp"),
+        (lambda: Langevin(0.1, clamp=(0.0, 1.0, 2.0)), "clamp"),
         (lambda: Langevin(0.1, grad_clip=0.0), "grad_clip"),
         (lambda: make_sampler("gibbs", step_size=0.1), "unknown sampler"),
         (lambda: make_sampler("mala", step=0.1), "no option 'step'"),
@@ -338,3 +344,44 @@ def test_callback_never_sees_a_non_finite_state():
     # step's non-finite energy, still before the run returns.
     with pytest.raises(NonFiniteError, match="at step 4"):
         Langevin(1e30, noise_scale=0.0).run(kicked_at(4), torch.ones(4, 2), 10)
+
+
+def test_valid_target_accept_is_used():
+    assert MALA(0.1, adapt_steps=3, target_accept=0.99).adaptation.target_accept == 0.99
+    assert HMC(0.1, adapt_steps=3, target_accept=0.01).adaptation.target_accept == 0.01
+    assert MALA(0.1, adapt_steps=3).adaptation.target_accept == 0.574
+    assert HMC(0.1, adapt_steps=3).adaptation.target_accept == 0.65
+    assert MALA(0.1, target_accept=0.9).adaptation is None  # no adaptation asked for
+
+
+@pytest.mark.parametrize("kind", FACTORIES)
+def test_state_counts_its_steps(kind):
+    from ebmlab.samplers import drive
+
+    state, info = drive(FACTORIES[kind](), quadratic, torch.randn(4, 2), 7,
+                        generator=gen(0))
+    assert state.n_steps == 7 and info is not None
+    state, _ = drive(FACTORIES[kind](), quadratic, state.x, 3, generator=gen(1), state=state)
+    assert state.n_steps == 10
+
+
+@pytest.mark.parametrize("kind", FACTORIES)
+def test_trajectory_shorter_than_thin_is_empty(kind):
+    x0 = torch.randn(3, 2)
+    traj = FACTORIES[kind]().trajectory(quadratic, x0, 2, thin=5, generator=gen(0))
+    assert traj.shape == (0, 3, 2) and traj.dtype == x0.dtype
+
+
+def test_underdamped_one_step_formula():
+    """BAOAB written out: v₀ ~ N(0, 1/m), B, A, O, A, B, with the run's noise stream."""
+    h, gamma, m = 0.3, 1.5, 2.0
+    x0 = torch.randn(5, 3, dtype=torch.float64)
+    x1 = UnderdampedLangevin(h, friction=gamma, mass=m).run(quadratic, x0, 1, generator=gen(3))
+    g = gen(3)
+    v = torch.randn(x0.shape, generator=g, dtype=torch.float64) / math.sqrt(m)
+    c = math.exp(-gamma * h)
+    v = v - 0.5 * h * x0 / m  # ∇U = x
+    x = x0 + 0.5 * h * v
+    v = c * v + math.sqrt((1 - c**2) / m) * torch.randn(x0.shape, generator=g,
+                                                         dtype=torch.float64)
+    torch.testing.assert_close(x1, x + 0.5 * h * v)

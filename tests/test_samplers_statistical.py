@@ -361,3 +361,35 @@ def test_dual_averaging_converges_on_a_known_curve(eps0):
     for _ in range(500):
         s = da.update(s, math.exp(-s.step_size))
     assert s.step_size == pytest.approx(-math.log(0.65), rel=0.03)
+
+
+@pytest.mark.parametrize("target", [0.0, 1.0, 1.05, -0.1, math.nan])
+def test_dual_averaging_rejects_bad_targets(target):
+    with pytest.raises(ValueError, match="target_accept"):
+        DualAveraging(target, 10)
+    with pytest.raises(ValueError, match="adapt_steps"):
+        DualAveraging(0.5, -1)
+
+
+def test_hmc_with_one_leapfrog_step_is_mala():
+    """One leapfrog step of size ε from momentum ξ is the MALA proposal with s = ε²/2, and
+    H₀ − H₁ is MALA's log acceptance ratio (a classical identity)."""
+    eps = 0.7
+    x = MIX.sample(32, generator=gen(40))
+    xi = torch.randn(x.shape, generator=gen(41), dtype=torch.float64)
+    y_h, _, log_h = HMC(eps, n_leapfrog=1).propose(MIX, x, xi)
+    y_m, log_m = MALA(eps**2 / 2).propose(MIX, x, xi)
+    torch.testing.assert_close(y_h, y_m)
+    torch.testing.assert_close(log_h, log_m, rtol=0, atol=1e-10)
+
+
+def test_clip_grad_norm_by_hand():
+    from ebmlab.samplers.base import clip_grad_norm
+
+    g = torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0]], dtype=torch.float64)  # norms 5, ½, 0
+    torch.testing.assert_close(clip_grad_norm(g, 1.0),
+                               torch.tensor([[0.6, 0.8], [0.3, 0.4], [0.0, 0.0]],
+                                            dtype=torch.float64))
+    assert clip_grad_norm(g, None) is g
+    img = torch.full((2, 1, 2, 2), 2.0)  # per-chain norm 4 over all entries
+    torch.testing.assert_close(clip_grad_norm(img, 2.0), torch.full((2, 1, 2, 2), 1.0))

@@ -43,6 +43,7 @@ class DivergenceMonitor:
     floor: float = 1.0
     d_st_limit: float = 5.0
     one_sided: float = 0.9
+    check_d_st: bool = True  # False for methods whose negatives are amortized
     _d_st: deque = field(default_factory=deque, repr=False)
     _scale: deque = field(default_factory=deque, repr=False)
     _sd: deque = field(default_factory=deque, repr=False)
@@ -80,6 +81,8 @@ class DivergenceMonitor:
         if scale > self.growth * factor * reference:
             return (f"energy scale grew {scale / reference:.3g}x (median max|U| over the last "
                     f"{self.window} iterations {scale:.3g}, smallest earlier {reference:.3g})")
+        if not self.check_d_st:
+            return None
         med = statistics.median(self._d_st)
         same = sum((d > 0) == (med > 0) for d in self._d_st) / len(self._d_st)
         sd = self.reference_sd if math.isfinite(self.reference_sd) else max(

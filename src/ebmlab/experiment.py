@@ -33,7 +33,7 @@ from ebmlab.config import ConfigError, build_section, option, suggest, unknown_k
 from ebmlab.data.arrays import load_array
 from ebmlab.data.images import IMAGE_DATASETS
 from ebmlab.data.toy2d import TOY_DATASETS, canonical_name, make_toy, toy_bounds, toy_log_density
-from ebmlab.energies import ConvEnergy, GaussianBernoulliRBM, MLPEnergy
+from ebmlab.energies import ConvEnergy, GaussianBernoulliRBM, GaussianReference, MLPEnergy
 from ebmlab.generators import DeconvGenerator, MLPGenerator
 from ebmlab.methods import METHODS, Method, MethodOptions, method_spec
 from ebmlab.samplers import Sampler, make_sampler
@@ -93,6 +93,15 @@ class ModelConfig:
     activation: str = option("leaky_relu",
                              choices=["silu", "leaky_relu", "elu", "tanh", "softplus"])
     spectral_norm: bool = option(False)
+    reference_sd: float | None = option(None, low=0.0, low_open=True,
+                                        help="add ‖x‖²/(2 sd²) to the network (standardised "
+                                        "units): a Gaussian reference that keeps all mass "
+                                        "near the data (mlp, conv)")
+
+    def validate(self) -> None:
+        if self.name == "rbm" and self.reference_sd is not None:
+            raise ValueError("model.reference_sd does not apply to model.name = 'rbm' (its "
+                             "density is already proper, with an exact log Z)")
 
 
 @dataclass
@@ -408,10 +417,12 @@ def build_energy(cfg: ModelConfig, data: Data) -> nn.Module:
         if data.image_shape is None:
             raise ConfigError("model.name = 'conv' needs image data (data.name = digits, "
                               "mnist, ...)")
-        return ConvEnergy(data.image_shape[0], channels=cfg.width, n_blocks=cfg.depth,
-                          activation=cfg.activation, spectral_norm=cfg.spectral_norm)
-    return MLPEnergy(data.dim, width=cfg.width, depth=cfg.depth, activation=cfg.activation,
-                     spectral_norm=cfg.spectral_norm)
+        net: nn.Module = ConvEnergy(data.image_shape[0], channels=cfg.width, n_blocks=cfg.depth,
+                                    activation=cfg.activation, spectral_norm=cfg.spectral_norm)
+    else:
+        net = MLPEnergy(data.dim, width=cfg.width, depth=cfg.depth, activation=cfg.activation,
+                        spectral_norm=cfg.spectral_norm)
+    return net if cfg.reference_sd is None else GaussianReference(net, cfg.reference_sd)
 
 
 def build_sampler(role: str, options: dict[str, Any], **extra: Any) -> Sampler:

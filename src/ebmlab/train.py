@@ -116,7 +116,7 @@ class Trainer:
             self.optimizers[name] = make_optimizer(params, o.optimizer, o.lr, o.beta1, o.beta2,
                                                    o.weight_decay)
         self.rng = torch.Generator(device=self.device).manual_seed(t.seed)
-        self.monitor = DivergenceMonitor()
+        self.monitor = DivergenceMonitor(check_d_st=self.method.d_st_settles)
         self._tb = None
         self._last_ckpt: int | None = None
 

@@ -3,6 +3,7 @@
 from ebmlab.energies.analytic import AnalyticEnergy, Gaussian, GaussianMixture, Rings
 from ebmlab.energies.mlp import ConvEnergy, MLPEnergy
 from ebmlab.energies.rbm import GaussianBernoulliRBM
+from ebmlab.energies.reference import GaussianReference
 
 __all__ = [
     "AnalyticEnergy",
@@ -10,6 +11,7 @@ __all__ = [
     "Gaussian",
     "GaussianBernoulliRBM",
     "GaussianMixture",
+    "GaussianReference",
     "MLPEnergy",
     "Rings",
 ]

@@ -303,7 +303,7 @@ def _outer_log_masses(
             if (u == -math.inf).any():
                 raise ValueError("energy is -inf at some points outside the box: the density is "
                                  "not integrable")
-            for (pts, area), uj in zip(rings, u.split([len(p) for p, _ in rings]), strict=True):
+            for (_pts, area), uj in zip(rings, u.split([len(p) for p, _ in rings]), strict=True):
                 log_m.append(torch.logsumexp(-uj, 0).item() + math.log(area))
             k = len(log_m)
             last, prev = log_m[-1], log_m[-2]

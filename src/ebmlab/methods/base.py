@@ -75,6 +75,11 @@ class Method:
     :meth:`modules`, :meth:`step` and :meth:`target`."""
 
     name = "method"
+    # Negatives are (approximate) MCMC samples of the model, so d_st = mean U(x⁺) − mean U(x⁻)
+    # oscillates around 0 while learning is stable (Anatomy, Sec. 4), and the divergence
+    # monitor may read a one-sided d_st as trouble. Amortized negatives (a generator that
+    # lags the energy) keep d_st one-sided by design: such methods set this False.
+    d_st_settles = True
 
     def modules(self) -> dict[str, nn.Module]:
         """Every model the method holds, by name (checkpointed, moved to the device)."""

@@ -19,7 +19,12 @@ Diagnostics per iteration: ``d_st = mean U(x⁺) − mean U(x⁻)`` and
 ``x ← x − s∇U + …``, ε²/2 = s). Stabilisers: energy magnitude penalty
 ``α·mean(U(x⁺)² + U(x⁻)²)``, Gaussian noise on the data, and the Anatomy
 "invariant tuning" (learning rate × ε²/2, so the update is invariant to the
-Langevin step); gradient clipping and clamping live in the sampler.
+Langevin step); gradient clipping and clamping live in the sampler. With a
+Metropolis sampler (MALA, HMC), ``target_accept`` adapts its step between
+iterations, ``log s ← log s + κ (mean acceptance − target)``: the learned energy
+sharpens as training goes (thin structures reach curvatures ~1/σ² that no fixed
+step survives), and the chains keep mixing at any sharpness while staying exact
+for the model of the moment.
 
 Registered as ``short_run``, ``persistent`` and ``cd``; one sampler role,
 ``negatives``.
@@ -27,6 +32,7 @@ Registered as ``short_run``, ``persistent`` and ``cd``; one sampler role,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +46,7 @@ from ebmlab.methods.base import Batch, Method, SamplingTarget, StepOutput, batch
 from ebmlab.methods.registry import MethodOptions, MethodSpec, register
 from ebmlab.samplers.base import Sampler
 from ebmlab.samplers.gibbs import GibbsSweeps
+from ebmlab.samplers.metropolis import _Metropolis
 
 if TYPE_CHECKING:
     from ebmlab.experiment import BuildContext
@@ -73,6 +80,8 @@ class MaximumLikelihood(Method):
         data_noise: float = 0.0,
         invariant_tuning: bool = False,
         noise: ChainSource | None = None,
+        target_accept: float | None = None,
+        adapt_rate: float = 0.05,
     ) -> None:
         if regime not in REGIMES:
             raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
@@ -86,6 +95,13 @@ class MaximumLikelihood(Method):
         self.energy_penalty, self.data_noise = energy_penalty, data_noise
         self.invariant_tuning = invariant_tuning
         self.noise = noise if noise is not None else (chains if regime == "short_run" else None)
+        if target_accept is not None:
+            if not 0 < target_accept < 1:
+                raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+            if not isinstance(sampler, _Metropolis):
+                raise ValueError("target_accept needs a Metropolis sampler (mala, hmc), got "
+                                 f"{sampler.name!r}")
+        self.target_accept, self.adapt_rate = target_accept, adapt_rate
 
     def modules(self) -> dict[str, nn.Module]:
         return {"energy": self.energy}
@@ -131,13 +147,23 @@ class MaximumLikelihood(Method):
         metrics["r_t"] = step * float(torch.stack(grad_norms).mean())
         if accepts:
             metrics["accept"] = float(torch.stack(accepts).mean())
+            if self.target_accept is not None:
+                self.sampler.step_size *= math.exp(
+                    self.adapt_rate * (metrics["accept"] - self.target_accept))
+                metrics["step_size"] = self.sampler.step_size
         return StepOutput(losses={"energy": loss}, metrics=metrics, negatives=x_neg)
 
     def state_dict(self) -> dict[str, Any]:
-        return {} if self.chains is None else {f"chains.{k}": v
-                                               for k, v in self.chains.state_dict().items()}
+        state: dict[str, Any] = {} if self.chains is None else {
+            f"chains.{k}": v for k, v in self.chains.state_dict().items()}
+        if self.target_accept is not None:
+            state["step_size"] = self.sampler.step_size
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        if "step_size" in state:
+            self.sampler.step_size = float(state.pop("step_size"))
         if self.chains is not None:
             self.chains.load_state_dict({k[7:]: v for k, v in state.items()
                                          if k.startswith("chains.")})
@@ -159,6 +185,9 @@ class MLOptions(MethodOptions):
     energy_penalty: float = option(0.0, low=0.0, help="α in α·mean(U⁺² + U⁻²)")
     data_noise: float = option(0.0, low=0.0, help="sd of noise added to data batches")
     invariant_tuning: bool = option(False, help="learning rate × ε²/2 (Anatomy)")
+    target_accept: float | None = option(None, low=0.0, high=1.0, low_open=True,
+                                         help="mala / hmc: adapt the step between iterations "
+                                         "towards this mean acceptance")
 
 
 @dataclass
@@ -179,7 +208,7 @@ def build_ml(ctx: BuildContext, opts: MLOptions) -> MaximumLikelihood:
     return MaximumLikelihood(
         ctx.energy, ctx.sampler("negatives"), chains, regime=opts.name, n_steps=opts.n_steps,
         n_chains=opts.n_chains, energy_penalty=opts.energy_penalty, data_noise=opts.data_noise,
-        invariant_tuning=opts.invariant_tuning, noise=noise)
+        invariant_tuning=opts.invariant_tuning, noise=noise, target_accept=opts.target_accept)
 
 
 NEGATIVES = {"negatives": {"name": "langevin", "step_size": 0.005}}

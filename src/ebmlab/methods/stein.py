@@ -104,6 +104,7 @@ class SteinGAN(Method):
     """Amortized MLE: an energy and a generator trained together (Algorithm 2)."""
 
     name = "steingan"
+    d_st_settles = False  # the generator lags the energy: d_st stays positive
 
     def __init__(
         self,

@@ -1,0 +1,33 @@
+"""A Gaussian reference term added to any energy (CoopNets / VALS, Eq. 1):
+
+    U(x) = f(x) + ‖x‖² / (2 σ_ref²),
+
+i.e. ``p(x) ∝ exp(−f(x)) · N(x; 0, σ_ref² I)``. With ``f`` of at most linear growth
+(an MLP or ConvNet with piecewise-linear activations) the quadratic term wins far
+from the data, so ``exp(−U)`` is always integrable and puts no mass at infinity — a
+network alone can fall linearly outside the region its chains visit and put most of
+its mass there, unseen by training and by a quadrature box.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class GaussianReference(nn.Module):
+    """``energy(x) + ‖x‖²/(2·sd²)`` over all of ``x``'s entries; ``features`` passes through."""
+
+    def __init__(self, energy: nn.Module, sd: float) -> None:
+        super().__init__()
+        if not sd > 0:
+            raise ValueError(f"sd must be > 0, got {sd!r}")
+        self.energy, self.sd = energy, float(sd)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.energy(x) + x.reshape(x.shape[0], -1).square().sum(1) / (2 * self.sd**2)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.energy.features(x)
+
+    def extra_repr(self) -> str:
+        return f"sd={self.sd:g}"
