@@ -35,14 +35,15 @@ def test_sampler_roles_and_optim_groups_as_nested_tables(tmp_path):
 def test_method_options_belong_to_the_method():
     cfg = load_config(RunConfig, overrides=["method.name=cd"])
     assert not hasattr(cfg.method, "buffer_size")  # a persistent-only option
-    with pytest.raises(ConfigError, match="unknown key method.buffer_size"):
+    with pytest.raises(ConfigError, match="method.buffer_size does not apply to method.name"):
         load_config(RunConfig, overrides=["method.name=cd", "method.buffer_size=10"])
     with pytest.raises(ConfigError, match="generator. does not apply"):
         load_config(RunConfig, overrides=["generator.latent_dim=3"])
 
 
 def test_dump_round_trips(tmp_path):
-    cfg = load_config(RunConfig, overrides=["sampler.noise_scale=0.01", "method.name=cd",
+    cfg = load_config(RunConfig, overrides=["sampler.name=langevin", "sampler.noise_scale=0.01",
+                                            "method.name=cd",
                                             "optim.energy.lr=3e-4"])
     f = tmp_path / "out.toml"
     f.write_text(dump_toml(cfg))
@@ -67,7 +68,8 @@ def test_dump_round_trips(tmp_path):
         ("sampler.step_size=0", "[samplers.negatives] step_size must be finite and > 0"),
         ("sampler.step_size=abc", "[samplers.negatives] step_size must be a number"),
         ("sampler.name=gibbs", "samplers.negatives.name must be one of"),
-        ("method.reinit_prob=1.5", "method.reinit_prob must be <= 1.0"),
+        ("method.reinit_prob=1.5", "method.reinit_prob does not apply to method.name = 'cd' "
+                                   "(an option of persistent)"),
         ("train.progress=2", "train.progress must be true or false"),
         ("data.name=nope", "data.name must be one of"),
         ("data.name=npy", "data.path is required"),
@@ -98,3 +100,17 @@ def test_parse_override_types():
     assert parse_override("a.b=false") == ("a", "b", False)
     assert parse_override('a.b="x y"') == ("a", "b", "x y")
     assert parse_override("a.b=rings") == ("a", "b", "rings")
+
+
+def test_a_none_that_is_not_the_default_survives_a_round_trip(tmp_path):
+    cfg = load_config(RunConfig, overrides=["model.reference_sd=none",
+                                            "method.target_accept=none"])
+    assert cfg.model.reference_sd is None and cfg.method.target_accept is None
+    f = tmp_path / "out.toml"
+    f.write_text(dump_toml(cfg))
+    assert load_config(RunConfig, path=f) == cfg
+
+
+def test_a_method_option_out_of_range():
+    with pytest.raises(ConfigError, match=r"method.reinit_prob must be <= 1.0"):
+        load_config(RunConfig, overrides=["method.name=persistent", "method.reinit_prob=1.5"])

@@ -217,7 +217,7 @@ def test_cli_stein_config_errors(tmp_path, capsys):
                  "--set", f"data.path={tmp_path / 'nowhere'}"]) == 2
     assert "data.path" in capsys.readouterr().err
     for wrong, message in ((["method.kernel=none"], "method.kernel must be one of"),
-                           (["method.cd_prob=0.5"], "unknown key method.cd_prob"),
+                           (["method.cd_prob=0.5"], "method.cd_prob does not apply"),
                            (["method.name=steingan", "method.discount=1.0"],
                             "method.discount must be < 1")):
         assert main(base + _sets(["sampler.name=svgd", *wrong])) == 2

@@ -22,7 +22,8 @@ from ebmlab.methods import StepOutput
 from ebmlab.train import TrainingError, resume_run, start_run
 
 FAST = [
-    "model.width=32", "model.depth=2", "method.n_steps=10", "train.batch_size=64",
+    "method.name=persistent", "model.reference_sd=none", "model.width=32", "model.depth=2",
+    "method.n_steps=10", "train.batch_size=64",
     "method.buffer_size=1000", "train.progress=false", "train.longrun_factor=2",
     "data.n_train=2000", "data.n_test=500", "train.plot_every=0",
 ]

@@ -74,8 +74,9 @@ def test_monitor_trips_on_runaway_energies_and_one_sided_d_st_not_on_oscillation
 
 def test_too_large_step_stops_with_one_line_and_exit_1(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["train", "--out", str(out), "--set", "samplers.negatives.step_size=0.5",
-                 "--set", "train.iterations=600", "--set", "train.ckpt_every=100",
+    code = main(["train", "--out", str(out), "--set", "method.name=persistent",
+                 "--set", "samplers.negatives.step_size=0.5", "--set", "train.iterations=600",
+                 "--set", "train.ckpt_every=100",
                  "--set", "train.on_failure=stop", "--set", "train.progress=false",
                  "--set", "data.n_train=2000"])
     line = one_line_error(capsys)
@@ -86,8 +87,9 @@ def test_too_large_step_stops_with_one_line_and_exit_1(tmp_path, capsys):
 
 def test_divergence_rolls_back_with_lower_learning_rate_then_stops(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["train", "--out", str(out), "--set", "samplers.negatives.step_size=0.5",
-                 "--set", "train.iterations=1500", "--set", "train.ckpt_every=50",
+    code = main(["train", "--out", str(out), "--set", "method.name=persistent",
+                 "--set", "samplers.negatives.step_size=0.5", "--set", "train.iterations=1500",
+                 "--set", "train.ckpt_every=50",
                  "--set", "train.max_rollbacks=2", "--set", "train.progress=false",
                  "--set", "data.n_train=2000"])
     err = capsys.readouterr().err
@@ -118,7 +120,8 @@ def test_resume_refuses_unsafe_changes_and_writes_nothing(tmp_path, capsys):
 def test_resume_without_checkpoint_and_retry_of_a_failed_start(tmp_path, capsys):
     out = tmp_path / "run"
     # fails at the first iteration: before any checkpoint
-    assert main(["train", "--out", str(out), *sets("samplers.negatives.step_size=1e30",
+    assert main(["train", "--out", str(out), *sets("method.name=persistent",
+                                                    "samplers.negatives.step_size=1e30",
                                                     "train.on_failure=stop")]) == 1
     assert "no checkpoint was written yet" in one_line_error(capsys)
     assert main(["train", "--resume", str(out)]) == 2
@@ -269,7 +272,7 @@ def test_conv_energy_from_config_keeps_images(tmp_path, capsys):
                  "--set", "train.longrun_factor=1"]) == 0
     run = ebmlab.load_run(out)
     assert run.trainer.data.shape == (1, 8, 8)
-    assert type(run.method.energy).__name__ == "ConvEnergy"
+    assert type(run.method.energy.energy).__name__ == "ConvEnergy"  # inside the reference
     assert run.sample(4).shape == (4, 1, 8, 8)
     assert (out / "samples.png").exists()
     summary = json.loads((out / "summary.json").read_text())

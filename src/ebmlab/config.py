@@ -238,16 +238,19 @@ def _toml_value(v: Any) -> str:
 
 
 def dump_toml(cfg: Any) -> str:
-    """The config as TOML text (``None`` values are left out: they mean "default"); nested
-    tables become ``[section.name]``. A config with ``to_tables()`` chooses its own tables."""
+    """The config as TOML text (``None`` as ``"none"``); nested tables become
+    ``[section.name]``. A config with ``to_tables()`` chooses its own tables."""
     tables = cfg.to_tables() if hasattr(cfg, "to_tables") else to_dict(cfg)
     lines: list[str] = []
 
     def emit(name: str, values: Mapping[str, Any]) -> None:
-        plain = {k: v for k, v in values.items() if not isinstance(v, Mapping) and v is not None}
-        if plain or len(plain) == len(values):  # no header for a table of tables only
+        plain = {k: v for k, v in values.items() if not isinstance(v, Mapping)}
+        if plain or not values:  # no header for a table of tables only
             lines.append(f"[{name}]")
-            lines.extend(f"{k} = {_toml_value(v)}" for k, v in plain.items())
+            # None is written as "none" (read back as None): a None that is not the field's
+            # default (e.g. model.reference_sd = none) must survive a save and load.
+            lines.extend(f"{k} = {_toml_value('none' if v is None else v)}"
+                         for k, v in plain.items())
             lines.append("")
         for k, v in values.items():
             if isinstance(v, Mapping):

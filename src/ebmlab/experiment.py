@@ -93,15 +93,15 @@ class ModelConfig:
     activation: str = option("leaky_relu",
                              choices=["silu", "leaky_relu", "elu", "tanh", "softplus"])
     spectral_norm: bool = option(False)
-    reference_sd: float | None = option(None, low=0.0, low_open=True,
-                                        help="add ‖x‖²/(2 sd²) to the network (standardised "
-                                        "units): a Gaussian reference that keeps all mass "
-                                        "near the data (mlp, conv)")
+    reference_sd: float | None = option(3.0, low=0.0, low_open=True,
+                                        help="mlp, conv: add ‖x‖²/(2 sd²) to the network "
+                                        "(standardised units), a Gaussian reference that "
+                                        "keeps the model's mass near the data; none: off. "
+                                        "The RBM has none (its density is already proper)")
 
     def validate(self) -> None:
-        if self.name == "rbm" and self.reference_sd is not None:
-            raise ValueError("model.reference_sd does not apply to model.name = 'rbm' (its "
-                             "density is already proper, with an exact log Z)")
+        if self.name == "rbm":
+            self.reference_sd = None
 
 
 @dataclass
@@ -198,6 +198,13 @@ class RunConfig:
                 raise ConfigError(f"[{sec}] must be a table")
         method_raw = raw.get("method", {})
         spec = method_spec(str(method_raw.get("name", MethodOptions.name)))
+        own = {f.name for f in dataclasses.fields(spec.options)}
+        for key in method_raw:
+            owners = [n for n, other in METHODS.items() if key not in own
+                      and key in {f.name for f in dataclasses.fields(other.options)}]
+            if owners:
+                raise ConfigError(f"method.{key} does not apply to method.name = "
+                                  f"{spec.name!r} (an option of {', '.join(owners)})")
         method = build_section(spec.options, "method", method_raw)
         if raw.get("generator") and "generator" not in spec.sections:
             raise ConfigError(f"[generator] does not apply to method.name = {spec.name!r}")

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 class MethodOptions:
     """Base of every method's ``[method]`` options: ``name`` selects the method."""
 
-    name: str = option("persistent", help="the learning method (see `ebmlab.methods.METHODS`)")
+    name: str = option("cd", help="the learning method: cd, persistent, short_run, steincd, "
+                       "steingan (see ebmlab.methods.METHODS)")
 
 
 @dataclass(frozen=True)
