@@ -80,7 +80,7 @@ def train_and_score(density, seed: int, sets: list[str], folder: Path) -> dict:
         row["error"] = (proc.stderr.strip().splitlines() or ["?"])[-1][:200]
     try:
         run = load_run(out)
-        r = evaluate_2d(run.energy, density.log_prob, bounds=density.bounds, warn=False)
+        r = evaluate_2d(run.energy, density.log_prob, bounds=density.bounds)
         row.update(kl=r["kl"], model_mass_outside=r["model_mass_outside"],
                    tail_converged=bool(r["tail_converged"]))
     except Exception as e:  # noqa: BLE001 - a run that left no model is reported, not fatal

@@ -63,7 +63,7 @@ from torch import Tensor, nn
 from ebmlab.config import load_config
 from ebmlab.data.toy2d import make_toy
 from ebmlab.evaluate import mmd2
-from ebmlab.evaluate.exact2d import evaluate_2d, kl_divergence, make_grid
+from ebmlab.evaluate.exact2d import evaluate_2d, make_grid
 from ebmlab.evaluate.sample_quality import kde_kl, kde_log_density
 from ebmlab.experiment import Data, DataSpaceEnergy, RunConfig, load_data
 from ebmlab.samplers import NonFiniteError
@@ -76,7 +76,7 @@ DATASETS = ("8gaussians", "25gaussians", "rings", "checkerboard", "moons")
 # The network and optimiser shared by every run (the library defaults, spelled out so the
 # table does not change meaning when a default moves).
 COMMON = [
-    "model.width=64", "model.depth=3", "model.activation=leaky_relu",
+    "model.width=64", "model.depth=3", "model.activation=leaky_relu", "model.reference_sd=none",
     "train.batch_size=200", "train.optimizer=adam", "train.lr=1e-3", "train.beta1=0.5",
     "train.beta2=0.999", "train.lr_schedule=cosine",
 ]
@@ -187,6 +187,7 @@ class Result:
     error: str | None = None
     kl: float | None = None
     nll: float | None = None
+    mass_outside: float | None = None  # the model's mass outside the evaluation box
     short: dict[str, float] = field(default_factory=dict)
     long_data: dict[str, float] = field(default_factory=dict)
     long_noise: dict[str, float] = field(default_factory=dict)
@@ -249,13 +250,14 @@ def long_run_samples(trainer: Trainer, n: int) -> dict[str, Tensor]:
             for origin, x0 in starts.items()}
 
 
-def exact_metrics(trainer: Trainer, n_grid: int) -> tuple[float | None, float | None]:
+def exact_metrics(trainer: Trainer, n_grid: int
+                  ) -> tuple[float | None, float | None, float | None]:
     data = trainer.data
     if data.bounds is None:
-        return None, None
+        return None, None, None
     result = evaluate_2d(trainer.data_space_energy(), data.log_density,
                          data.to_data_space(data.test), bounds=data.bounds, n_grid=n_grid)
-    return result.get("kl"), result["nll"]
+    return result.get("kl"), result["nll"], result["model_mass_outside"]
 
 
 def reference(data_name: str, n: int) -> dict[str, float]:
@@ -287,7 +289,7 @@ def run_one(data: str, c: Contender, args: argparse.Namespace) -> Result:
             res.d_st = (statistics.fmean(half), statistics.pstdev(half))
         if res.error is not None:
             return res
-        res.kl, res.nll = exact_metrics(trainer, args.n_grid)
+        res.kl, res.nll, res.mass_outside = exact_metrics(trainer, args.n_grid)
         n = min(1000, trainer.data.test.shape[0])
         try:
             res.short = sample_quality(trainer.data, short_run_samples(trainer, n), n)
@@ -317,6 +319,7 @@ class Side:
     iterations: int = 0
     curve: list[tuple[float, int, float]] = field(default_factory=list)  # (s, iters, KL)
     error: str | None = None
+    mass_outside: float = 0.0  # the model's mass outside the evaluation box, at the end
 
 
 def torchebm_side(trainer: Trainer, budget: float, seed: int, persistent: bool) -> Side:
@@ -419,9 +422,10 @@ def peer_round(args: argparse.Namespace, budget: float, seed: int) -> list[Side]
         data = trainers["persistent"].data
         for s in sides:
             if s.error is None:
-                kl = kl_divergence(data.log_density, s.energy_x(), data.bounds,
-                                   n_grid=args.n_grid)
-                s.curve.append((s.clock(), s.iterations, kl))
+                r = evaluate_2d(s.energy_x(), data.log_density, bounds=data.bounds,
+                                n_grid=args.n_grid)
+                s.curve.append((s.clock(), s.iterations, r["kl"]))
+                s.mass_outside = r["model_mass_outside"]
         return sides
     finally:
         for folder in folders:
@@ -443,12 +447,14 @@ def peer_comparison(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]
     except ImportError as e:
         return [f"TorchEBM not available ({e}); `pip install --no-deps torchebm==0.8.9`."], {}
     finals: dict[str, dict[float, list[float]]] = {}
+    outside = 0.0
     iters: dict[str, dict[float, list[int]]] = {}
     errors: dict[str, str] = {}
     for budget in args.peer_budgets:
         for seed in args.peer_seeds:
             for s in peer_round(args, budget, seed):
                 if s.curve:
+                    outside = max(outside, s.mass_outside)
                     finals.setdefault(s.name, {}).setdefault(budget, []).append(s.curve[-1][2])
                     iters.setdefault(s.name, {}).setdefault(budget, []).append(s.iterations)
                 else:
@@ -479,6 +485,8 @@ def peer_comparison(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]
             else:
                 cells.append(f"failed: {errors.get(n, '?')}")
         lines.append(f"| {budget:g} | " + " | ".join(cells) + " |")
+    lines += ["", f"KL with log Z over the whole plane; the largest model mass outside the "
+              f"evaluation box in any of these runs: {outside:.1e}."]
     return lines, {"reach": reach, "finals": finals}
 
 
@@ -534,25 +542,26 @@ def quality(d: dict[str, Any]) -> str:
 
 def results_table(results: list[Result], floors: dict[str, dict[str, float]]) -> list[str]:
     lines = [
-        "| data | method | s | iterations | KL (nats) | test NLL | short-run samples "
-        "| long-run from data | long-run from noise | d_st mean ± sd |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| data | method | s | iterations | KL (nats) | mass outside | test NLL "
+        "| short-run samples | long-run from data | long-run from noise | d_st mean ± sd |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     shown: set[str] = set()
     for r in results:
         if r.data not in shown and r.data in floors:
             shown.add(r.data)
             q = quality(floors[r.data])
-            lines.append(f"| {r.data} | *exact samples (floor)* | | | 0 | | {q} | {q} | {q} | |")
+            lines.append(f"| {r.data} | *exact samples (floor)* | | | 0 | | | {q} | {q} | {q} "
+                         "| |")
         if r.error is not None:
             dst = "–" if r.d_st is None else f"{r.d_st[0]:+.3f} ± {r.d_st[1]:.3f}"
             lines.append(f"| {r.data} | {r.contender.label} | {r.step:g} | {r.iterations} | "
-                         f"failed: {r.error} | | | | | {dst} |")
+                         f"failed: {r.error} | | | | | | {dst} |")
             continue
         dst = "–" if r.d_st is None else f"{r.d_st[0]:+.3f} ± {r.d_st[1]:.3f}"
         lines.append(
             f"| {r.data} | {r.contender.label} | {r.step:g} | {r.iterations} | {fmt(r.kl)} | "
-            f"{fmt(r.nll)} | {quality(r.short)} | {quality(r.long_data)} | "
+            f"{fmt(r.mass_outside)} | {fmt(r.nll)} | {quality(r.short)} | {quality(r.long_data)} | "
             f"{quality(r.long_noise)} | {dst} |")
     return lines
 

@@ -19,7 +19,14 @@ energies of order 1 to 1e11, with ``d_st`` falling to −7 and staying there).
   ``energy_sd`` (the spread of ``U`` over a data batch, floored at ``floor``): the
   negatives sit several data-energy spreads away from the data. ``sd`` is invariant to
   the energy's arbitrary offset and scales with the data's dimension, so one limit
-  serves 2-D toys and images.
+  serves 2-D toys and images. Only for methods whose negatives are MCMC samples of the
+  model (``Method.d_st_settles``): a generator's negatives (SteinGAN) lag the energy and
+  keep ``d_st`` one-sided by design.
+
+Measured (``bench/defaults.py`` trajectories): healthy runs keep the 100-iteration
+median ``|d_st|`` below 0.4 and ``max |U|`` below 50 (its offset may drift by tens);
+runs that diverge (Langevin too coarse for a thin structure) pass ``|U|`` = 50 and then
+1e3 within ~40 iterations and 1e6 within ~100, with ``d_st`` one-sided throughout.
 
 ``status()`` returns ``None`` while healthy, else a one-line description naming the
 diagnostic. :meth:`suspicious` (half the thresholds) tells the trainer not to write a
