@@ -1,4 +1,5 @@
-"""Mutation testing of the samplers and the evaluation code (a bench script, not run in CI).
+"""Mutation testing of the samplers, the evaluation code, the methods and the divergence
+rule (a bench script, not run in CI).
 
 A small AST mutator: every mutation site of the target modules is enumerated, one
 mutant at a time is written into a private copy of ``src/`` and ``tests/`` (the
@@ -58,6 +59,10 @@ TARGETS: dict[str, tuple[list[str], str | None]] = {
     "evaluate/exact2d.py": (["tests/test_exact2d.py"], None),
     "evaluate/mmd.py": (["tests/test_evaluate_mmd.py"], None),
     "evaluate/sample_quality.py": (["tests/test_evaluate_sample_quality.py"], None),
+    "methods/base.py": (["tests/test_mle.py", "tests/test_method_contract.py"], None),
+    "methods/mle.py": (["tests/test_mle.py", "tests/test_method_contract.py"], None),
+    "methods/stein.py": (["tests/test_stein.py", "tests/test_method_contract.py"], None),
+    "divergence.py": (["tests/test_train_safety.py"], "monitor"),
 }
 
 BINOPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult}
