@@ -108,6 +108,7 @@ def long_run_check(trainer: Trainer) -> dict[str, Any]:
             record[origin] = {"error": str(e)}
             continue
         assert x is not None
+        described = described.replace("the given states", "held-out data")
         entry: dict[str, Any] = {"start": described}
         energy = trainer.energy
         if energy is not None:
