@@ -115,17 +115,3 @@ def test_a_method_option_out_of_range():
     with pytest.raises(ConfigError, match=r"method.reinit_prob must be <= 1.0"):
         load_config(RunConfig, overrides=["method.name=persistent", "method.reinit_prob=1.5"])
 
-
-def test_buffer_as_large_as_the_chains_is_enough():
-    load_config(RunConfig, overrides=["method.name=persistent", "method.buffer_size=200",
-                                      "train.batch_size=200"])
-    from ebmlab.train import Trainer
-
-    with pytest.raises(ConfigError, match="buffer_size must be >="):
-        Trainer(load_config(RunConfig, overrides=["method.name=persistent",
-                                                  "method.buffer_size=199",
-                                                  "train.batch_size=200", "data.n_train=300",
-                                                  "data.n_test=50"]), None)
-    Trainer(load_config(RunConfig, overrides=["method.name=persistent", "method.buffer_size=200",
-                                              "train.batch_size=200", "data.n_train=300",
-                                              "data.n_test=50"]), None)

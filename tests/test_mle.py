@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from ebmlab.chains import NoiseInit, ReplayBuffer
-from ebmlab.config import load_config
+from ebmlab.config import ConfigError, load_config
 from ebmlab.experiment import RunConfig
 from ebmlab.methods import MaximumLikelihood
 from ebmlab.samplers import Langevin
-from ebmlab.train import start_run
+from ebmlab.train import Trainer, start_run
 
 
 class Quadratic(nn.Module):
@@ -160,3 +160,16 @@ def test_gaussian_reference_term(tmp_path):
     trainer = start_run(cfg, tmp_path / "r")
     assert isinstance(trainer.method.energy, GaussianReference)
     assert load_config(RunConfig, overrides=["model.name=rbm"]).model.reference_sd is None
+
+
+def test_buffer_as_large_as_the_chains_is_enough():
+    load_config(RunConfig, overrides=["method.name=persistent", "method.buffer_size=200",
+                                      "train.batch_size=200"])
+    with pytest.raises(ConfigError, match="buffer_size must be >="):
+        Trainer(load_config(RunConfig, overrides=["method.name=persistent",
+                                                  "method.buffer_size=199",
+                                                  "train.batch_size=200", "data.n_train=300",
+                                                  "data.n_test=50"]), None)
+    Trainer(load_config(RunConfig, overrides=["method.name=persistent", "method.buffer_size=200",
+                                              "train.batch_size=200", "data.n_train=300",
+                                              "data.n_test=50"]), None)
