@@ -103,12 +103,12 @@ def long_run_check(trainer: Trainer) -> dict[str, Any]:
     samples = {}
     for origin, x0 in starts.items():
         try:
-            x, described = trainer.model_samples(n, rng, n_steps=steps, x0=x0)
+            x, described = trainer.model_samples(n, rng, n_steps=steps, x0=x0,
+                                                 start="held-out data")
         except NonFiniteError as e:
             record[origin] = {"error": str(e)}
             continue
         assert x is not None
-        described = described.replace("the given states", "held-out data")
         entry: dict[str, Any] = {"start": described}
         energy = trainer.energy
         if energy is not None:

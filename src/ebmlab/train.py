@@ -187,18 +187,16 @@ class Trainer:
         return torch.Generator(device=self.device).manual_seed(seed)
 
     def model_samples(self, n: int, rng: torch.Generator | None = None,
-                      n_steps: int | None = None, x0: Tensor | None = None
-                      ) -> tuple[Tensor | None, str]:
+                      n_steps: int | None = None, x0: Tensor | None = None,
+                      start: str = "the given states") -> tuple[Tensor | None, str]:
         """``n`` model samples (standardised space) as the method draws them, and where they
-        come from; ``(None, "none")`` when the method cannot be sampled."""
+        come from (``start`` names ``x0``); ``(None, "none")`` when the method cannot be
+        sampled."""
         target = self.method.target()
         if target is None:
             return None, "none"
         x = self.method.sample(n, n_steps=n_steps, x0=x0, rng=rng)
-        origin = target.describe(n_steps)
-        if x0 is not None:
-            origin = origin.replace(f"from {target.origin}", "from the given states")
-        return x, origin
+        return x, target.describe(n_steps, origin=None if x0 is None else start)
 
     # -- one iteration --------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:

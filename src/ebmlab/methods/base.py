@@ -63,11 +63,13 @@ class SamplingTarget:
     decode: Callable[[Tensor], Tensor] | None = None
     origin: str = "noise"
 
-    def describe(self, n_steps: int | None = None) -> str:
+    def describe(self, n_steps: int | None = None, origin: str | None = None) -> str:
+        """``"<n> <sampler> steps from <origin>"`` (``origin`` overrides where chains start)."""
         steps = self.n_steps if n_steps is None else n_steps
+        start = self.origin if origin is None else origin
         if steps == 0:
-            return self.origin
-        return f"{steps} {getattr(self.sampler, 'name', 'sampler')} steps from {self.origin}"
+            return start
+        return f"{steps} {getattr(self.sampler, 'name', 'sampler')} steps from {start}"
 
 
 class Method:
