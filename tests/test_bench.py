@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from ebmlab.energies import GaussianBernoulliRBM
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -20,16 +24,41 @@ def _load(name: str):
     return module
 
 
-def test_stein_rbm_ends_with_a_json_line_of_test_likelihoods(tmp_path, capsys):
+def test_stein_rbm_learns_and_its_numbers_agree_with_closed_forms(tmp_path, capsys):
+    """The report's JSON line repeats the runs' final exact test LLs; the initial RBM
+    (B ≈ 0, b = c = 0) scores the closed-form N(0, I) likelihood; every method's test LL
+    rises; the Gaussian baseline equals the exact LL of an RBM with B = 0, b = mean."""
     bench = _load("stein_rbm")
-    bench.main(["--iterations", "6", "--evals", "1", "--seeds", "0",
-                "--methods", "cd1,steincd,steingan", "--out", str(tmp_path)])
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    finals = json.loads(last)
-    assert set(finals) == {"cd1", "steincd", "steingan"}
-    assert all(-100 < v < 0 for v in finals.values())
+    keys = ["cd1", "steincd", "steingan"]
+    argv = ["--iterations", "20", "--evals", "2", "--seeds", "0", "--methods", ",".join(keys),
+            "--out", str(tmp_path)]
+    bench.main(argv)
+    finals = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(finals) == set(keys)
     assert (tmp_path / "curves.png").exists() and (tmp_path / "samples_steingan.png").exists()
     assert "gmm_10_full" in (tmp_path / "report.md").read_text()
+
+    args = bench.parse_args(argv)
+    data = bench.bench_data(args)
+    z_test = data.test.flatten(1).double()
+    d = z_test.shape[1]
+    log_scale = math.log(float(data.scale.reshape(-1)[0]))
+    normal_ll = float(-0.5 * z_test.square().sum(1).mean() - 0.5 * d * math.log(2 * math.pi)
+                      - d * log_scale)
+    contenders = {c.key: c for c in bench.CONTENDERS}
+    for key in keys:
+        res = bench.run_one(contenders[key], 0, args)
+        lls = [ll for _, _, ll in res.curve]
+        assert res.error is None and len(lls) == 3
+        assert abs(lls[0] - normal_ll) < 0.1, (key, lls[0], normal_ll)
+        assert lls[0] < lls[1] < lls[2] and lls[2] > lls[0] + 1.0, (key, lls)
+        assert res.final == pytest.approx(finals[key], abs=1e-3), key
+
+    rbm = GaussianBernoulliRBM(d, 4, init_scale=0.0, dtype=torch.float64)
+    with torch.no_grad():
+        rbm.b.copy_(data.train.flatten(1).double().mean(0))
+    exact = rbm.mean_log_likelihood(z_test) - d * log_scale
+    assert bench.baselines(data)["gaussian_shared_var"] == pytest.approx(exact, abs=1e-6)
 
 
 def test_stein_rbm_rejects_unknown_methods():

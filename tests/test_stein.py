@@ -143,7 +143,11 @@ def test_amortized_svgd_matches_a_gaussian_and_the_kernel_gives_diversity():
     MAP) its samples collapse towards the mode m — the paper's Figure 1(c) vs (d)."""
     x = _amortized_svgd("rbf")
     assert torch.allclose(x.mean(0), torch.tensor([2.0, -1.0]), atol=0.15)
-    assert ((x.var(0) - 1).abs() < 0.3).all(), x.var(0)
+    # Amortized SVGD on a batch of n = 200 sits a little below the target's variance
+    # (measured 0.82 / 0.91 here; 0.95 / 0.89 with n = 1000): a finite-batch bias of the
+    # stationary point, not of the sampler (particle SVGD with n = 200 gives 1.05 / 1.09).
+    # Upper bound tight, lower bound allowing that bias; without the kernel it is < 0.05.
+    assert ((x.var(0) > 0.7) & (x.var(0) < 1.1)).all(), x.var(0)
     x_map = _amortized_svgd("none")
     assert (x_map.var(0) < 0.05).all(), x_map.var(0)
     assert torch.allclose(x_map.mean(0), torch.tensor([2.0, -1.0]), atol=0.1)
