@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -90,6 +91,13 @@ def fresh_dir(out: str | None, default: str) -> Path:
     while path.exists():
         path, k = Path(f"{default}-{k}"), k + 1
     return path
+
+
+def default_run_dir(cfg: Any) -> Path:
+    """``runs/DATA-METHOD-SAMPLER``, suffixed if taken."""
+    negatives = cfg.samplers.get("negatives", {}).get("name")
+    default = "-".join(str(p) for p in ("runs/" + cfg.data.name, cfg.method.name, negatives) if p)
+    return fresh_dir(None, default)
 
 
 def expected_energy(target: AnalyticEnergy, box: tuple) -> float:
@@ -192,6 +200,7 @@ def sample_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from ebmlab import distributed
     from ebmlab.experiment import RunConfig
     from ebmlab.run import load_run_config
     from ebmlab.train import resume_run, start_run
@@ -203,17 +212,23 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         folder = Path(args.resume)
         if not folder.is_dir():
             raise UsageError(f"--resume {folder}: no such run directory")
-        trainer = resume_run(load_run_config(folder, args.set), folder)
+        cfg = load_run_config(folder, args.set)
+        dist = distributed.setup(cfg.train.device)
+        trainer = resume_run(cfg, folder, dist)
     else:
         cfg = load_config(RunConfig, path=args.config, overrides=args.set)
-        negatives = cfg.samplers.get("negatives", {}).get("name")
-        default = "-".join(str(p) for p in ("runs/" + cfg.data.name, cfg.method.name, negatives)
-                           if p)
-        out = Path(args.out) if args.out is not None else fresh_dir(None, default)
-        trainer = start_run(cfg, out)
-    print(f"ebmlab train: run directory {trainer.out} (iteration {trainer.iteration} of "
-          f"{trainer.cfg.train.iterations})", file=sys.stderr)
+        dist = distributed.setup(cfg.train.device)
+        # several processes: rank 0 picks the folder, the others use it
+        out = Path(args.out) if args.out is not None else \
+            distributed.broadcast_object(dist, default_run_dir(cfg))
+        trainer = start_run(cfg, out, dist)
+    if dist.is_main:
+        procs = f", {dist.world_size} processes" if dist.enabled else ""
+        print(f"ebmlab train: run directory {trainer.out} (iteration {trainer.iteration} of "
+              f"{trainer.cfg.train.iterations}{procs})", file=sys.stderr)
     summary = trainer.fit()
+    if not dist.is_main:
+        return {}
     summary["out"] = str(trainer.out)
     if "kl" in summary:
         print(f"exact KL(p_data || p_model) = {summary['kl']:.4f} nats", file=sys.stderr)
@@ -251,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "SAMPLER, suffixed if taken)")
     t.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the run in DIR from its last checkpoint")
+    t.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train with N processes (torch.distributed: gloo on CPU, NCCL on CUDA);"
+                   " the same as torchrun --standalone --nproc_per_node=N -m ebmlab train ...")
     t.set_defaults(func=cmd_train)
 
     for name, func, text in (("eval", cmd_eval, "print a run's exact metrics as JSON"),
@@ -290,25 +308,69 @@ def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
     warnings.showwarning = _one_line_warning
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    # With several training processes only rank 0 speaks (errors are shared, see
+    # ebmlab.distributed); the launcher of --nproc prints nothing of its own.
+    quiet = int(os.environ.get("RANK", "0")) != 0
+    if args.command == "train" and args.nproc is not None:
+        return _launch_train(args, argv)
     if args.command == "sample":
         args.steps_given = args.steps is not None
         args.steps = 1000 if args.steps is None else args.steps
     try:
         summary = args.func(args)
     except UsageError as e:
-        print(f"ebmlab {args.command}: error: {e}", file=sys.stderr)
+        if not quiet:
+            print(f"ebmlab {args.command}: error: {e}", file=sys.stderr)
         return 2
     except (NonFiniteError, TrainingError) as e:
-        print(f"ebmlab {args.command}: error: {e}", file=sys.stderr)
+        if not quiet:
+            print(f"ebmlab {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"ebmlab {args.command}: interrupted; checkpoints written so far are kept",
               file=sys.stderr)
         return 130
-    print(json.dumps({k: (round(v, 5) if isinstance(v, float) and math.isfinite(v) else v)
-                      for k, v in summary.items()}))
+    if not quiet:
+        print(json.dumps({k: (round(v, 5) if isinstance(v, float) and math.isfinite(v) else v)
+                          for k, v in summary.items()}))
     return 0
+
+
+def _launch_train(args: argparse.Namespace, argv: list[str]) -> int:
+    """``ebmlab train --nproc N``: check the config once here, fix the run folder, then
+    start N training processes (:func:`ebmlab.distributed.launch`)."""
+    from ebmlab import distributed
+    from ebmlab.experiment import RunConfig
+    from ebmlab.run import load_run_config
+
+    rest = list(argv)
+    i = rest.index("--nproc") if "--nproc" in rest else None
+    if i is not None:
+        del rest[i:i + 2]
+    else:
+        rest = [a for a in rest if not a.startswith("--nproc=")]
+    rest = rest[rest.index("train") + 1:]
+    try:
+        if args.nproc < 1:
+            raise UsageError(f"--nproc must be >= 1, got {args.nproc}")
+        if distributed.launched_by_torchrun():
+            raise UsageError("--nproc starts the processes itself; under torchrun leave it out")
+        if args.resume is not None:
+            if not Path(args.resume).is_dir():
+                raise UsageError(f"--resume {args.resume}: no such run directory")
+            load_run_config(Path(args.resume), args.set)
+        else:
+            cfg = load_config(RunConfig, path=args.config, overrides=args.set)
+            if args.out is None:
+                rest += ["--out", str(default_run_dir(cfg))]
+    except UsageError as e:
+        print(f"ebmlab train: error: {e}", file=sys.stderr)
+        return 2
+    if args.nproc == 1:
+        return main(["train", *rest])
+    return distributed.launch(args.nproc, ["-m", "ebmlab", "train", *rest])
 
 
 if __name__ == "__main__":

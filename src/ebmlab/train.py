@@ -31,9 +31,21 @@ from torch import Tensor, nn
 
 from ebmlab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ebmlab.config import ConfigError, dump_toml
+from ebmlab.distributed import (
+    SINGLE,
+    Dist,
+    average_gradients,
+    average_metrics,
+    barrier,
+    batch_share,
+    broadcast_modules,
+    first_error,
+    gather_objects,
+    rank_device,
+)
 from ebmlab.divergence import DivergenceMonitor
 from ebmlab.experiment import Data, DataSpaceEnergy, RunConfig, build_method, load_data
-from ebmlab.methods import Batch, Method
+from ebmlab.methods import Batch, Method, StepOutput
 from ebmlab.samplers import NonFiniteError
 
 METRICS_FILE = "metrics.jsonl"
@@ -50,6 +62,10 @@ class TrainingError(RuntimeError):
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0."""
 
 
 def n_rows(rows: Batch) -> int:
@@ -79,6 +95,7 @@ class Trainer:
     cfg: RunConfig
     out: Path
     log: Callable[[str], None] = _stderr
+    dist: Dist = SINGLE  # this process among several (ebmlab.distributed); one by default
     data: Data = field(init=False)
     method: Method = field(init=False)
     groups: dict[str, list[nn.Parameter]] = field(init=False)
@@ -94,8 +111,10 @@ class Trainer:
         t = self.cfg.train
         if t.threads:
             torch.set_num_threads(t.threads)
+        if not self.dist.is_main:
+            self.log = _quiet  # rank 0 alone logs
         try:
-            self.device = torch.device(t.device)
+            self.device = torch.device(rank_device(self.dist, t.device))
             torch.empty(0, device=self.device)
         except (RuntimeError, AssertionError) as e:
             raise ConfigError(f"train.device {t.device!r} is not available: {e}") from None
@@ -104,6 +123,8 @@ class Trainer:
         self.method = build_method(self.cfg, self.data)
         for module in self.method.modules().values():
             module.to(self.device)
+        broadcast_modules(self.dist, self.method.modules())
+        self.batch_size = batch_share(self.dist, t.batch_size)
         self.groups = self.method.param_groups()
         seen: set[int] = set()
         for name, params in self.groups.items():
@@ -115,7 +136,8 @@ class Trainer:
             o = self.cfg.optim_for(name)
             self.optimizers[name] = make_optimizer(params, o.optimizer, o.lr, o.beta1, o.beta2,
                                                    o.weight_decay)
-        self.rng = torch.Generator(device=self.device).manual_seed(t.seed)
+        # One random stream per process: seed + rank (a single process: the seed itself).
+        self.rng = torch.Generator(device=self.device).manual_seed(t.seed + self.dist.rank)
         self.monitor = DivergenceMonitor(check_d_st=self.method.d_st_settles)
         self._tb = None
         self._last_ckpt: int | None = None
@@ -137,19 +159,32 @@ class Trainer:
         return lr
 
     def state(self) -> dict[str, Any]:
+        """Everything a checkpoint holds. With several processes this is collective: every
+        rank's method state and random stream are gathered under ``"ranks"``."""
+        own = {"method": self.method.state_dict(), "rng": self.rng.get_state()}
+        per_rank = {"ranks": gather_objects(self.dist, own)} if self.dist.enabled else own
         return {
+            "world_size": self.dist.world_size,
             "iteration": self.iteration,
             "lr_factor": self.lr_factor,
             "rollbacks": self.rollbacks,
             "seconds": self.seconds,
             "modules": {k: m.state_dict() for k, m in self.method.modules().items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "method": self.method.state_dict(),
-            "rng": self.rng.get_state(),
+            **per_rank,
             "monitor": self.monitor.state_dict(),
         }
 
     def load_state(self, state: dict[str, Any], source: str = "checkpoint") -> None:
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.dist.world_size:
+            raise ConfigError(f"{source} was written by {saved_world} training process(es); "
+                              f"this run has {self.dist.world_size}: resume with "
+                              f"--nproc {saved_world}" if saved_world > 1 else
+                              f"{source} was written by a single process; resume it without "
+                              f"torchrun / --nproc")
+        if "ranks" in state:  # this rank's own chains and random stream
+            state = {**state, **state["ranks"][self.dist.rank]}
         try:
             for k, m in self.method.modules().items():
                 m.load_state_dict(state["modules"][k])
@@ -172,7 +207,13 @@ class Trainer:
         self._last_ckpt = self.iteration
 
     def checkpoint(self) -> Path:
-        path = save_checkpoint(self.out, self.iteration, self.state())
+        """Write a checkpoint (rank 0 writes; with several processes all ranks take part
+        and wait until it is on disk)."""
+        state = self.state()
+        path = self.out / "checkpoints" / f"ckpt-{self.iteration:08d}"
+        if self.dist.is_main:
+            path = save_checkpoint(self.out, self.iteration, state)
+        barrier(self.dist)
         self._last_ckpt = self.iteration
         return path
 
@@ -199,11 +240,10 @@ class Trainer:
         return x, target.describe(n_steps, origin=None if x0 is None else start)
 
     # -- one iteration --------------------------------------------------------------------
-    def train_step(self) -> dict[str, float]:
-        it = self.iteration
+    def _losses_and_gradients(self, it: int) -> tuple[StepOutput, list[str]]:
+        """One batch through the method, each loss back-propagated to its own group."""
         n = n_rows(self.data.train)
-        idx = torch.randint(0, n, (self.cfg.train.batch_size,), generator=self.rng,
-                            device=self.device)
+        idx = torch.randint(0, n, (self.batch_size,), generator=self.rng, device=self.device)
         batch = take(self.data.train, idx)
         try:
             out = self.method.step(batch, self.rng)
@@ -217,8 +257,6 @@ class Trainer:
         for g in present:
             if not bool(torch.isfinite(out.losses[g])):
                 raise TrainingError(f"iteration {it}: non-finite loss of the {g}")
-        for g in present:
-            self.optimizers[g].zero_grad(set_to_none=True)
         # Each loss to its own group only: two players sharing a graph (KALE) must not see
         # each other's loss, which a summed backward would give them.
         for i, g in enumerate(present):
@@ -226,6 +264,24 @@ class Trainer:
             if loss.requires_grad:
                 torch.autograd.backward(loss, inputs=self.groups[g],
                                         retain_graph=i < len(present) - 1)
+        return out, present
+
+    def train_step(self) -> dict[str, float]:
+        it = self.iteration
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        if not self.dist.enabled:
+            out, present = self._losses_and_gradients(it)
+        else:  # a failure on one rank must reach all of them before the next collective
+            error: str | None = None
+            try:
+                out, present = self._losses_and_gradients(it)
+            except TrainingError as e:
+                error = str(e)
+            error = first_error(self.dist, error)
+            if error is not None:
+                raise TrainingError(error)
+            present = average_gradients(self.dist, self.groups, present)
         metrics: dict[str, float] = dict(out.metrics)
         for g in present:
             params = [p for p in self.groups[g] if p.grad is not None]
@@ -243,6 +299,7 @@ class Trainer:
                             f"grad_norm_{g}": float(norm), f"lr_{g}": lr})
         if len(self.groups) == 1 and present:
             metrics["loss"] = metrics[f"loss_{present[0]}"]
+        metrics = average_metrics(self.dist, metrics)
         self.iteration += 1
         for k, v in metrics.items():
             if not math.isfinite(v):
@@ -259,7 +316,9 @@ class Trainer:
         """
         t = self.cfg.train
         stop = t.iterations if until is None else min(until, t.iterations)
-        progress = _Progress(t.iterations, self.iteration, t.progress, self.log)
+        progress = _Progress(t.iterations, self.iteration, t.progress and self.dist.is_main,
+                             self.log)
+        main = self.dist.is_main
         started = time.perf_counter()
         base_seconds = self.seconds
         try:
@@ -278,16 +337,19 @@ class Trainer:
                 it = self.iteration
                 self.seconds = base_seconds + time.perf_counter() - started
                 progress.update(it, metrics, self.seconds)
-                if it % t.log_every == 0 or it == t.iterations:
+                if main and (it % t.log_every == 0 or it == t.iterations):
                     self._log_metrics({"iteration": it, **metrics, "seconds": self.seconds})
                 if it % t.ckpt_every == 0 or it == t.iterations:
                     self._checkpoint_if_healthy()
-                if t.plot_every and it % t.plot_every == 0 and it < t.iterations:
+                if main and t.plot_every and it % t.plot_every == 0 and it < t.iterations:
                     self.plots()
-                if t.longrun_every and it % t.longrun_every == 0 and it < t.iterations:
+                if main and t.longrun_every and it % t.longrun_every == 0 \
+                        and it < t.iterations:
                     self.long_run_check()
         except KeyboardInterrupt:
-            if self._last_ckpt != self.iteration and not self.monitor.suspicious():
+            # (several processes: torchrun stops them all; no collective checkpoint then)
+            if not self.dist.enabled and self._last_ckpt != self.iteration \
+                    and not self.monitor.suspicious():
                 self.checkpoint()
             raise
         finally:
@@ -295,6 +357,8 @@ class Trainer:
         if self.iteration < t.iterations:
             if self._last_ckpt != self.iteration:
                 self._checkpoint_if_healthy()
+            return {}
+        if not main:  # rank 0 evaluates, plots and writes the summary
             return {}
         return self.finish()
 
@@ -327,7 +391,8 @@ class Trainer:
                 self.rollbacks = rollbacks
                 self.lr_factor *= t.rollback_lr_factor
                 self.monitor.reset()
-                _truncate_log(self.out / METRICS_FILE, self.iteration)
+                if self.dist.is_main:
+                    _truncate_log(self.out / METRICS_FILE, self.iteration)
                 self.log(f"{error}: rolled back to {folder.name}, learning-rate factor "
                          f"{self.lr_factor:g} (rollback {self.rollbacks}/{t.max_rollbacks})")
                 return
@@ -440,9 +505,10 @@ def _is_failed_start(out: Path) -> bool:
         and not any((out / "checkpoints").glob("ckpt-*"))
 
 
-def start_run(cfg: RunConfig, out: Path) -> Trainer:
+def start_run(cfg: RunConfig, out: Path, dist: Dist = SINGLE) -> Trainer:
     """A new run in ``out``, which must not exist yet, be empty, or hold only what a run
-    that failed before its first checkpoint left (that is cleared)."""
+    that failed before its first checkpoint left (that is cleared). With several processes
+    every rank checks and builds, rank 0 alone writes."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_failed_start(out))):
         raise ConfigError(f"run directory {out} already exists; use --resume {out} to continue "
                           "it, or choose another --out")
@@ -452,14 +518,18 @@ def start_run(cfg: RunConfig, out: Path) -> Trainer:
         except ImportError:
             raise ConfigError("train.tensorboard = true needs the tensorboard package "
                               "(pip install tensorboard)") from None
-    trainer = Trainer(cfg, out)  # builds and validates everything before writing anything
-    if out.exists():
-        import shutil
+    # Builds and validates everything before writing anything (with several processes the
+    # parameter broadcast inside also makes every rank finish its check above first).
+    trainer = Trainer(cfg, out, dist=dist)
+    if dist.is_main:
+        if out.exists():
+            import shutil
 
-        for p in out.iterdir():
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_FILE).write_text(dump_toml(cfg))
+            for p in out.iterdir():
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG_FILE).write_text(dump_toml(cfg))
+    barrier(dist)
     return trainer
 
 
@@ -480,19 +550,21 @@ def load_newest_checkpoint(out: Path, log: Callable[[str], None] = _stderr
     return state, folder
 
 
-def resume_run(cfg: RunConfig, out: Path) -> Trainer:
+def resume_run(cfg: RunConfig, out: Path, dist: Dist = SINGLE) -> Trainer:
     """Continue the run in ``out`` from its newest good checkpoint. ``cfg`` may differ from
     the saved config only in :data:`ebmlab.experiment.RESUME_SAFE` keys."""
     from ebmlab.experiment import check_resume_changes
     from ebmlab.run import load_run_config
 
     check_resume_changes(load_run_config(out, []), cfg)
-    state, _ = load_newest_checkpoint(out)
-    trainer = Trainer(cfg, out)
+    state, _ = load_newest_checkpoint(out, log=_stderr if dist.is_main else _quiet)
+    trainer = Trainer(cfg, out, dist=dist)
     trainer.load_state(state)
-    _truncate_log(out / METRICS_FILE, trainer.iteration)
-    _truncate_log(out / LONGRUN_FILE, trainer.iteration)
-    (out / CONFIG_FILE).write_text(dump_toml(cfg))
+    barrier(dist)  # every rank has read the checkpoint before rank 0 touches the run files
+    if dist.is_main:
+        _truncate_log(out / METRICS_FILE, trainer.iteration)
+        _truncate_log(out / LONGRUN_FILE, trainer.iteration)
+        (out / CONFIG_FILE).write_text(dump_toml(cfg))
     return trainer
 
 
