@@ -441,3 +441,20 @@ def test_an_existing_output_folder_is_never_overwritten(digits_run, test_images,
     assert code == 2 and "refusing to overwrite" in err
     assert (out / "completed.npy").read_bytes() == b"precious"
     assert sorted(p.name for p in out.iterdir()) == ["completed.npy"]
+
+
+def test_bench_script_reports_completion_and_baselines(digits_run, tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "inpaint.py"
+    spec = importlib.util.spec_from_file_location("bench_inpaint", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = tmp_path / "r.md"
+    headline = bench.main(["--run", str(digits_run), "--steps", "3", "--samples", "1",
+                           "--masks", "center,random:0.5", "--limit", "5", "--out", str(report)])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == headline
+    assert set(headline) == {f"{m}/{n}" for m in ("center", "random:0.5")
+                             for n in ("mean image", "1-NN", "5-NN", "persistent, 3 steps × 1")}
+    assert "| center | 5-NN |" in report.read_text()

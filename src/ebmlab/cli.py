@@ -280,7 +280,7 @@ def cmd_inpaint(args: argparse.Namespace) -> dict[str, Any]:
     completed = np.where(mask_raw, filled.cpu().numpy().reshape(raw.shape).astype(dtype),
                          raw.astype(dtype))
     train = data.to_data_space(data.train).cpu()
-    lo, hi = float(train.min()), float(train.max())
+    lo, hi, data_range = float(train.min()), float(train.max()), ip.data_range(train)
     summary: dict[str, Any] = {
         "run": str(run.path), "iteration": run.iteration, "images": str(args.images),
         "n_images": int(len(x)), "mask": str(args.mask),
@@ -291,8 +291,8 @@ def cmd_inpaint(args: argparse.Namespace) -> dict[str, Any]:
     if args.score:
         truth = torch.from_numpy(x)
         pred = torch.from_numpy(completed.reshape(x.shape).astype(np.float64))
-        scores = {"data_range": hi - lo if hi > lo else 1.0,
-                  **ip.score(pred, truth, torch.from_numpy(mask), hi - lo if hi > lo else 1.0)}
+        scores = {"data_range": data_range,
+                  **ip.score(pred, truth, torch.from_numpy(mask), data_range)}
         summary.update(scores)
 
     out.mkdir(parents=True, exist_ok=True)
