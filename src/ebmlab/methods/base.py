@@ -11,7 +11,9 @@ samplers (one per role) and its chains. It says
   stepped (n critic steps per generator step);
 * how to draw from its model: :meth:`Method.target` (a :class:`SamplingTarget`)
   and :meth:`Method.sample`, used by the long-run check, the plots,
-  ``ebmlab sample --run`` and ``load_run(path).sample(n)``.
+  ``ebmlab sample --run`` and ``load_run(path).sample(n)``;
+* how to complete images: :meth:`Method.complete` samples the missing pixels from the
+  model's conditional, starting from :meth:`Method.completion_start` (``ebmlab inpaint``).
 
 It never opens files and never steps an optimiser: the trainer does that,
 without knowing which method it runs. ``rng`` is always a ``torch.Generator``
@@ -29,6 +31,7 @@ from torch import Tensor, nn
 
 from ebmlab.chains import ChainSource
 from ebmlab.samplers.base import frozen
+from ebmlab.samplers.masked import as_mask, sample_masked
 
 Batch = Tensor | Mapping[str, Tensor]
 """A data batch: a tensor ``(B, *shape)``, or a mapping with ``"x"`` (and optionally
@@ -122,6 +125,44 @@ class Method:
             with torch.no_grad(), frozen(t.decode):
                 x = t.decode(x)
         return x.detach()
+
+    def completion_start(self, x: Tensor, mask: Tensor, rng: torch.Generator | None
+                         ) -> Tensor | None:
+        """Where completion chains start: values for whole images ``(B, *shape)`` in the
+        method's standardised coordinates, of which only the missing pixels (``mask == 1``)
+        are used (the observed ones are taken from ``x``). ``None`` (the default): the
+        target's chain start (fresh noise for maximum-likelihood methods). A method with a
+        generator overrides this (e.g. decode an encoding of the masked image)."""
+        return None
+
+    def complete(self, x: Tensor, mask: Tensor, *, n_steps: int | None = None,
+                 rng: torch.Generator | None = None) -> Tensor:
+        """Images ``x`` ``(B, *shape)`` (standardised coordinates) with the pixels where
+        ``mask == 1`` (one mask, or one per image) drawn from the model's conditional
+
+            p(x_m | x_o) ∝ exp(−U(x_o ⊕ x_m)),
+
+        ``U`` = :meth:`energy_model`: ``n_steps`` (default: the target's) of the target's
+        sampler on the missing pixels only (:func:`ebmlab.samplers.masked.sample_masked`;
+        the observed pixels are ``x``'s, bit for bit, at every step), started from
+        :meth:`completion_start` or else the target's chain start. Detached."""
+        energy, t = self.energy_model(), self.target()
+        if energy is None or t is None:
+            raise ValueError(f"method {self.name!r} has no energy and sampler to complete "
+                             "images with")
+        if t.decode is not None:
+            raise ValueError(f"method {self.name!r} samples in a latent space; it needs its "
+                             "own complete()")
+        mask = as_mask(mask, x)
+        start = self.completion_start(x, mask, rng)
+        if start is None:
+            start = t.init.sample(x.shape[0], generator=rng)
+        start = start.to(x.device, x.dtype)
+        if tuple(start.shape) != tuple(x.shape):
+            raise ValueError(f"completion start of shape {tuple(start.shape)} does not match "
+                             f"the images {tuple(x.shape)}")
+        steps = t.n_steps if n_steps is None else n_steps
+        return sample_masked(t.sampler, energy, x, mask, steps, x0=start, generator=rng).detach()
 
     def lr_scale(self, group: str) -> float:
         """Factor applied to ``group``'s learning rate (1 unless the method tunes it)."""

@@ -15,6 +15,7 @@ from ebmlab.samplers.base import (
     energy_and_grad,
 )
 from ebmlab.samplers.langevin import AniLA, Langevin
+from ebmlab.samplers.masked import MaskedEnergy, sample_masked
 from ebmlab.samplers.metropolis import HMC, MALA
 from ebmlab.samplers.svgd import SVGD
 from ebmlab.samplers.underdamped import UnderdampedLangevin
@@ -45,6 +46,7 @@ __all__ = [
     "AniLA",
     "DualAveraging",
     "Langevin",
+    "MaskedEnergy",
     "NonFiniteError",
     "Sampler",
     "SamplerState",
@@ -53,4 +55,5 @@ __all__ = [
     "drive",
     "energy_and_grad",
     "make_sampler",
+    "sample_masked",
 ]
