@@ -62,10 +62,19 @@ def test_monitor_trips_on_runaway_energies_and_one_sided_d_st_not_on_oscillation
     assert tripped is not None and 600 <= tripped <= 700, tripped  # 1000x its smallest scale
     assert "energy scale grew" in runaway.status()
     stuck = DivergenceMonitor(window=50)
-    for _ in range(100):  # negatives 7 data-energy spreads above the data, every iteration
+    for _ in range(30):  # settled: d_st oscillates around 0 ...
+        stuck.update({"d_st": float(rng.normal(0, 0.5)), "energy_pos": 1.0,
+                      "energy_neg": 1.0, "energy_sd": 1.0})
+    for _ in range(100):  # ... then negatives 7 data-energy spreads above the data
         stuck.update({"d_st": -7.0 + 0.1 * float(rng.normal()), "energy_pos": 1.0,
                       "energy_neg": 8.0, "energy_sd": 1.0})
     assert "d_st stuck at -7" in stuck.status()
+    start = DivergenceMonitor(window=50)
+    for i in range(300):  # learning from noise: one-sided until the model first catches up
+        d = -20.0 * (1 - i / 150) if i < 150 else float(rng.normal(0, 0.5))
+        start.update({"d_st": d, "energy_pos": 1.0, "energy_neg": 1.0 - d, "energy_sd": 1.0})
+        assert start.status() is None, i
+    assert start.armed
     state = stuck.state_dict()
     twin = DivergenceMonitor(window=50)
     twin.load_state_dict(json.loads(json.dumps(state)))  # as a checkpoint stores it

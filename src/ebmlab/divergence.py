@@ -21,7 +21,10 @@ energies of order 1 to 1e11, with ``d_st`` falling to −7 and staying there).
   the energy's arbitrary offset and scales with the data's dimension, so one limit
   serves 2-D toys and images. Only for methods whose negatives are MCMC samples of the
   model (``Method.d_st_settles``): a generator's negatives (SteinGAN) lag the energy and
-  keep ``d_st`` one-sided by design.
+  keep ``d_st`` one-sided by design. The rule is armed once ``d_st`` has changed sign:
+  learning from noise starts one-sided (the network first learns to tell data from noise;
+  on images that phase lasts a few hundred iterations with ``|d_st|`` many spreads
+  large) and only then reaches the oscillating regime that the rule protects.
 
 Measured (``bench/defaults.py`` trajectories): healthy runs keep the 100-iteration
 median ``|d_st|`` below 0.4 and ``max |U|`` below 50 (its offset may drift by tens);
@@ -57,6 +60,7 @@ class DivergenceMonitor:
     reference: float = math.inf
     reference_sd: float = math.inf
     seen: int = 0
+    armed: bool = False  # d_st has changed sign at least once
 
     def update(self, metrics: dict[str, float]) -> None:
         d_st = metrics.get("d_st")
@@ -64,6 +68,8 @@ class DivergenceMonitor:
             return
         scale = max(abs(d_st), abs(metrics.get("energy_pos", 0.0)),
                     abs(metrics.get("energy_neg", 0.0)))
+        if self._d_st and (d_st > 0) != (self._d_st[-1] > 0):
+            self.armed = True
         self._d_st.append(d_st)
         self._scale.append(scale)
         self._sd.append(abs(metrics.get("energy_sd", 0.0)))
@@ -88,7 +94,7 @@ class DivergenceMonitor:
         if scale > self.growth * factor * reference:
             return (f"energy scale grew {scale / reference:.3g}x (median max|U| over the last "
                     f"{self.window} iterations {scale:.3g}, smallest earlier {reference:.3g})")
-        if not self.check_d_st:
+        if not self.check_d_st or not self.armed:
             return None
         med = statistics.median(self._d_st)
         same = sum((d > 0) == (med > 0) for d in self._d_st) / len(self._d_st)
@@ -123,7 +129,7 @@ class DivergenceMonitor:
             return v if math.isfinite(v) else -1.0
 
         return {"reference": finite(self.reference), "reference_sd": finite(self.reference_sd),
-                "seen": self.seen, "d_st": list(self._d_st), "scale": list(self._scale),
+                "seen": self.seen, "armed": self.armed, "d_st": list(self._d_st), "scale": list(self._scale),
                 "sd": list(self._sd)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -133,6 +139,7 @@ class DivergenceMonitor:
 
         self.reference, self.reference_sd = value("reference"), value("reference_sd")
         self.seen = int(state.get("seen", 0))
+        self.armed = bool(state.get("armed", True))
         self._d_st = deque(float(v) for v in state.get("d_st", []))
         self._scale = deque(float(v) for v in state.get("scale", []))
         self._sd = deque(float(v) for v in state.get("sd", []))
