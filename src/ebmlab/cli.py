@@ -22,25 +22,21 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+# Only light modules at the top: torch, numpy and matplotlib are imported by the command
+# that needs them, after the arguments are parsed, so `--help` and `--version` are instant
+# (tests/test_cli.py checks that `python -m ebmlab --help` imports no torch).
+from ebmlab import __version__
+from ebmlab.config import ConfigError
 
-from ebmlab.chains import NoiseInit
-from ebmlab.config import ConfigError, load_config
-from ebmlab.data.toy2d import toy_bounds, toy_target
-from ebmlab.diagnostics import TraceRecorder
-from ebmlab.energies import AnalyticEnergy, Gaussian
-from ebmlab.evaluate import mmd2
-from ebmlab.evaluate.exact2d import grid_log_density
-from ebmlab.plots import plot_density, plot_traces
-from ebmlab.samplers import SAMPLERS, NonFiniteError, make_sampler
-from ebmlab.train import TrainingError
+if TYPE_CHECKING:
+    from ebmlab.energies import AnalyticEnergy
 
 TARGETS = ("rings", "8gaussians", "25gaussians", "gaussian")
 
-# Defaults per sampler for the built-in targets (unit-scale 2-D densities).
+# Defaults per sampler for the built-in targets (unit-scale 2-D densities); its keys are
+# the sampler names (tests check they are ebmlab.samplers.SAMPLERS).
 SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
     "langevin": {"step_size": 0.01},
     "anila": {"step_size": 0.01, "threshold": 10.0},
@@ -55,6 +51,9 @@ UsageError = ConfigError  # a bad command-line value: one line, exit code 2
 
 
 def make_target(name: str) -> tuple[AnalyticEnergy, tuple[float, float]]:
+    from ebmlab.data.toy2d import toy_bounds, toy_target
+    from ebmlab.energies import Gaussian
+
     if name == "gaussian":
         return Gaussian([0.5, -0.5], [[1.0, 0.8], [0.8, 1.0]]), (-5.0, 5.0)
     target = toy_target(name) if name in TARGETS else None
@@ -94,6 +93,8 @@ def fresh_dir(out: str | None, default: str) -> Path:
 
 def expected_energy(target: AnalyticEnergy, box: tuple) -> float:
     """``E_p[U]`` under the normalised target, by quadrature on the box."""
+    from ebmlab.evaluate.exact2d import grid_log_density
+
     xs, ys, log_p, _ = grid_log_density(target, box, n_grid=400)
     cell = float((xs[1] - xs[0]) * (ys[1] - ys[0]))
     energy = -(log_p + target.log_partition())
@@ -103,8 +104,17 @@ def expected_energy(target: AnalyticEnergy, box: tuple) -> float:
 def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     if args.run is not None:
         return sample_run(args)
-    if args.sampler not in SAMPLERS:
-        raise UsageError(f"--sampler must be one of {', '.join(sorted(SAMPLERS))}; "
+    import numpy as np
+    import torch
+
+    from ebmlab.chains import NoiseInit
+    from ebmlab.diagnostics import TraceRecorder
+    from ebmlab.evaluate import mmd2
+    from ebmlab.plots import plot_density, plot_traces
+    from ebmlab.samplers import make_sampler
+
+    if args.sampler not in SAMPLER_DEFAULTS:
+        raise UsageError(f"--sampler must be one of {', '.join(sorted(SAMPLER_DEFAULTS))}; "
                          f"got {args.sampler!r}")
     for flag, v in (("--chains", args.chains), ("--steps", args.steps)):
         if v < 1:
@@ -163,6 +173,9 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
 def sample_run(args: argparse.Namespace) -> dict[str, Any]:
     """Samples of a trained run: the method's own (short-run chains from noise, its
     generator, an RBM's Gibbs chains), or ``--steps`` sampler steps from its chain start."""
+    import numpy as np
+
+    from ebmlab.plots import plot_density
     from ebmlab.run import Run
 
     run = Run(args.run)
@@ -192,6 +205,7 @@ def sample_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from ebmlab.config import load_config
     from ebmlab.experiment import RunConfig
     from ebmlab.run import load_run_config
     from ebmlab.train import resume_run, start_run
@@ -240,13 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ebmlab", description="Energy-based models with MCMC and amortized samplers."
     )
+    parser.add_argument("--version", action="version", version=f"ebmlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train an EBM (the built-in default with no arguments)",
                        description="Train an energy-based model from a TOML config.")
     t.add_argument("--config", default=None, help="TOML file with [data] [model] [sampler] "
                    "[method] [train] sections (see configs/)")
-    t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config value (repeatable), e.g. --set train.iterations=500")
+    t.add_argument("--set", action="extend", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override config values, e.g. --set train.iterations=500 train.lr=2e-3 "
+                   "(repeatable; several key=value may follow one --set)")
     t.add_argument("--out", default=None, help="new run directory (default runs/DATA-METHOD-"
                    "SAMPLER, suffixed if taken)")
     t.add_argument("--resume", default=None, metavar="DIR",
@@ -265,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", default=None, metavar="DIR",
                    help="sample this trained run instead of a built-in target")
     s.add_argument("--target", default="rings", help=f"one of {', '.join(TARGETS)}")
-    s.add_argument("--sampler", default="mala", help=f"one of {', '.join(sorted(SAMPLERS))}")
+    s.add_argument("--sampler", default="mala",
+                   help=f"one of {', '.join(sorted(SAMPLER_DEFAULTS))}")
     s.add_argument("--steps", type=int, default=None,
                    help="sampler steps (default 1000); with --run: run the run's sampler this "
                    "many steps from its chain start instead of the method's own samples")
@@ -291,6 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     warnings.showwarning = _one_line_warning
     args = build_parser().parse_args(argv)
+    # Imported after parsing: both bring in torch.
+    from ebmlab.samplers import NonFiniteError
+    from ebmlab.train import TrainingError
+
     if args.command == "sample":
         args.steps_given = args.steps is not None
         args.steps = 1000 if args.steps is None else args.steps

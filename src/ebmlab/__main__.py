@@ -1,0 +1,5 @@
+"""``python -m ebmlab``: the ``ebmlab`` command."""
+
+from ebmlab.cli import main
+
+raise SystemExit(main())
