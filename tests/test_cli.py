@@ -94,7 +94,7 @@ HEAVY = ("torch", "numpy", "matplotlib")
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["train", "--help"],
                                   ["sample", "--help"], ["eval", "--help"], ["plot", "--help"],
-                                  ], ids=" ".join)
+                                  ["config", "--help"]], ids=" ".join)
 def test_help_and_version_import_no_torch(argv):
     """``--help`` is instant: the CLI imports torch, numpy and matplotlib only for a command
     that needs them, after parsing (``python -m ebmlab`` run in a fresh interpreter)."""

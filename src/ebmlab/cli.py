@@ -9,6 +9,8 @@
   ``summary.json``); ``ebmlab sample --run DIR`` samples a trained model.
 * ``ebmlab eval --run DIR`` prints the run's exact metrics as JSON.
 * ``ebmlab plot --run DIR`` redraws the run's figures.
+* ``ebmlab config [--show] [--config F] [--method NAME] [--set ...]`` prints the resolved
+  config, or every key with its default, allowed values and meaning.
 
 Bad input is one line on stderr naming the problem, exit code 2, nothing written.
 """
@@ -234,6 +236,17 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def cmd_config(args: argparse.Namespace) -> str:
+    """The resolved config (``--config`` + ``--set``, method ``--method``) as the TOML a run
+    would save, or with ``--show`` every key with its meaning, type, range and default."""
+    from ebmlab.config import dump_toml, load_config
+    from ebmlab.experiment import RunConfig, describe_config
+
+    overrides = [*args.set, *([f"method.name={args.method}"] if args.method else [])]
+    cfg = load_config(RunConfig, path=args.config, overrides=overrides)
+    return describe_config(cfg) if args.show else dump_toml(cfg)
+
+
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     from ebmlab.run import Run
 
@@ -268,6 +281,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the run in DIR from its last checkpoint")
     t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("config", help="show every config key with its default, range and "
+                       "meaning (--show), or the resolved config a run would save",
+                       description="Print the resolved config (TOML, as a run saves it), or "
+                       "with --show every key of the method with its meaning, type, allowed "
+                       "values and default. The output is valid TOML for --config.")
+    c.add_argument("--show", action="store_true",
+                   help="every key, with its help text, type, allowed values and default")
+    c.add_argument("--config", default=None, help="start from this TOML file")
+    c.add_argument("--method", default=None, metavar="NAME",
+                   help="the method whose options to list (default: the config's, cd)")
+    c.add_argument("--set", action="extend", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override config values, as for train")
+    c.set_defaults(func=cmd_config)
 
     for name, func, text in (("eval", cmd_eval, "print a run's exact metrics as JSON"),
                              ("plot", cmd_plot, "redraw a run's figures")):
@@ -327,6 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ebmlab {args.command}: interrupted; checkpoints written so far are kept",
               file=sys.stderr)
         return 130
+    if isinstance(summary, str):
+        print(summary)
+        return 0
     print(json.dumps({k: (round(v, 5) if isinstance(v, float) and math.isfinite(v) else v)
                       for k, v in summary.items()}))
     return 0
