@@ -60,8 +60,13 @@ def test_train_eval_sample_plot(tmp_path, capsys):
 
     code, stdout, _ = run(capsys, "sample", "--run", str(out), "--chains", "50")
     assert code == 0
-    x = np.load(last_json(stdout)["out"] + "/samples.npy")
+    printed = last_json(stdout)
+    x = np.load(printed["out"] + "/samples.npy")
     assert x.shape == (50, 2) and np.isfinite(x).all()
+    saved = json.loads((out / "sample" / "summary.json").read_text())  # like target mode's
+    assert saved["chains"] == 50 and saved["seed"] == 0 and saved["iteration"] == 12
+    assert np.isfinite(saved["mean_energy"]) and saved["mmd2_to_test"] < 1
+    assert saved["out"] == printed["out"] and (out / "sample" / "samples.png").exists()
 
     code, stdout, _ = run(capsys, "plot", "--run", str(out))
     assert code == 0 and len(last_json(stdout)["plots"]) >= 3
@@ -106,6 +111,16 @@ def test_bad_config_is_one_line_exit_2_nothing_written(tmp_path, capsys, monkeyp
     assert code == 2, err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_paths_given_with_set_and_out_expand_the_home_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    np.save(tmp_path / "pts.npy", np.random.default_rng(0).normal(size=(300, 2)))
+    code, stdout, err = run(capsys, "train", "--set", "data.name=npy", "data.path=~/pts.npy",
+                            *sets("train.iterations=2"), "--out=~/run")
+    assert code == 0, err
+    assert last_json(stdout)["out"] == str(tmp_path / "run")
+    assert f'path = "{tmp_path / "pts.npy"}"' in (tmp_path / "run" / "config.toml").read_text()
 
 
 def test_user_array_of_any_scale_trains_with_defaults(tmp_path, capsys):

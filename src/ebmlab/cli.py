@@ -80,6 +80,11 @@ def parse_option(text: str) -> tuple[str, Any]:
     return key, raw
 
 
+def user_path(text: str) -> str:
+    """A path argument with ``~`` expanded (also where the shell does not: ``--out=~/x``)."""
+    return str(Path(text).expanduser())
+
+
 def fresh_dir(out: str | None, default: str) -> Path:
     """The output folder: an explicit one must be new or empty; the default gets a suffix."""
     if out is not None:
@@ -174,9 +179,12 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
 
 def sample_run(args: argparse.Namespace) -> dict[str, Any]:
     """Samples of a trained run: the method's own (short-run chains from noise, its
-    generator, an RBM's Gibbs chains), or ``--steps`` sampler steps from its chain start."""
+    generator, an RBM's Gibbs chains), or ``--steps`` sampler steps from its chain start.
+    Writes ``samples.npy``, ``samples.png`` (2-D or images) and ``summary.json``."""
     import numpy as np
+    import torch
 
+    from ebmlab.evaluate import mmd2
     from ebmlab.plots import plot_density
     from ebmlab.run import Run
 
@@ -185,24 +193,35 @@ def sample_run(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"--chains must be >= 1, got {args.chains}")
     out = fresh_dir(args.out, str(Path(args.run) / "sample"))
     steps = args.steps if args.steps_given else None
+    start = time.perf_counter()
     try:
         x, origin = run.draw(args.chains, n_steps=steps, seed=args.seed)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "samples.npy", x.cpu().numpy())
+    seconds = time.perf_counter() - start
+    data = run.trainer.data
     summary: dict[str, Any] = {"run": str(run.path), "iteration": run.iteration,
                                "chains": args.chains, "steps": steps, "origin": origin,
-                               "out": str(out)}
-    shape = run.trainer.data.image_shape
+                               "seed": args.seed, "seconds": round(seconds, 3)}
+    if run.trainer.energy is not None:
+        with torch.no_grad():
+            summary["mean_energy"] = float(run.energy(x).mean())  # U in data coordinates
+    n = min(args.chains, data.test.shape[0], 2000)
+    test = data.to_data_space(data.test[:n]).reshape(n, -1)
+    summary["mmd2_to_test"] = mmd2(x[:n].reshape(n, -1), test)
+    summary["out"] = str(out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "samples.npy", x.cpu().numpy())
+    shape = data.image_shape
     if shape is not None:
         from ebmlab.plots import plot_image_grid
 
         plot_image_grid(x.clamp(0, 1).cpu(), out / "samples.png", image_shape=shape,
                         value_range=(0.0, 1.0), title=origin)
     elif x.shape[1] == 2:
-        plot_density(run.energy, out / "samples.png", bounds=run.trainer.data.bounds,
+        plot_density(run.energy, out / "samples.png", bounds=data.bounds,
                      samples=x.cpu(), title=origin)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -271,14 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train an EBM (the built-in default with no arguments)",
                        description="Train an energy-based model from a TOML config.")
-    t.add_argument("--config", default=None, help="TOML file with [data] [model] [sampler] "
-                   "[method] [train] sections (see configs/)")
+    t.add_argument("--config", default=None, type=user_path,
+                   help="TOML file with [data] [model] [method] [samplers.ROLE] [optim.GROUP] "
+                   "[train] sections (see configs/, and ebmlab config --show)")
     t.add_argument("--set", action="extend", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
                    help="override config values, e.g. --set train.iterations=500 train.lr=2e-3 "
                    "(repeatable; several key=value may follow one --set)")
-    t.add_argument("--out", default=None, help="new run directory (default runs/DATA-METHOD-"
-                   "SAMPLER, suffixed if taken)")
-    t.add_argument("--resume", default=None, metavar="DIR",
+    t.add_argument("--out", default=None, type=user_path,
+                   help="new run directory (default runs/DATA-METHOD-SAMPLER, suffixed if taken)")
+    t.add_argument("--resume", default=None, metavar="DIR", type=user_path,
                    help="continue the run in DIR from its last checkpoint")
     t.set_defaults(func=cmd_train)
 
@@ -289,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "values and default. The output is valid TOML for --config.")
     c.add_argument("--show", action="store_true",
                    help="every key, with its help text, type, allowed values and default")
-    c.add_argument("--config", default=None, help="start from this TOML file")
+    c.add_argument("--config", default=None, type=user_path, help="start from this TOML file")
     c.add_argument("--method", default=None, metavar="NAME",
                    help="the method whose options to list (default: the config's, cd)")
     c.add_argument("--set", action="extend", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
@@ -299,13 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (("eval", cmd_eval, "print a run's exact metrics as JSON"),
                              ("plot", cmd_plot, "redraw a run's figures")):
         p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("--run", required=True, metavar="DIR", help="run directory")
+        p.add_argument("--run", required=True, metavar="DIR", type=user_path,
+                       help="run directory")
         p.set_defaults(func=func)
 
     s = sub.add_parser("sample", help="sample a built-in 2-D target, or a trained run (--run)",
                        description="Sample a built-in 2-D target with exact density, or a "
                                    "trained run with its own sampler.")
-    s.add_argument("--run", default=None, metavar="DIR",
+    s.add_argument("--run", default=None, metavar="DIR", type=user_path,
                    help="sample this trained run instead of a built-in target")
     s.add_argument("--target", default="rings", help=f"one of {', '.join(TARGETS)}")
     s.add_argument("--sampler", default="mala",
@@ -319,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra sampler option, e.g. --option n_leapfrog=5 (repeatable)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default=None,
+    s.add_argument("--out", default=None, type=user_path,
                    help="output folder (must be new or empty; default runs/sample-TARGET-SAMPLER)")
     s.set_defaults(func=cmd_sample)
     return parser
