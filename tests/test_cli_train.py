@@ -77,15 +77,33 @@ def test_train_eval_sample_plot(tmp_path, capsys):
 
 
 def test_resume_continues_to_more_iterations(tmp_path, capsys):
+    import torch
+
     out = tmp_path / "run"
-    assert run(capsys, "train", *sets(), "--out", str(out))[0] == 0
+    code, stdout, _ = run(capsys, "train", *sets(), "--out", str(out))
+    first = last_json(stdout)
     code, stdout, err = run(capsys, "train", "--resume", str(out), "--set",
                             "train.iterations=20")
     assert code == 0, err
     assert last_json(stdout)["iteration"] == 20 and "iteration 12 of 20" in err
-    iters = [json.loads(line)["iteration"] for line in (out / "metrics.jsonl").read_text()
-             .splitlines()]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    iters = [r["iteration"] for r in records]
     assert iters == sorted(set(iters)) and iters[-1] == 20
+    # Training time adds up over the two sessions: it never restarts from 0.
+    seconds = [r["seconds"] for r in records]
+    assert seconds == sorted(seconds) and seconds[-1] > first["seconds"] > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seconds"] == pytest.approx(seconds[-1], abs=0.01)
+    # What made the run: versions, command lines, git commit, per session.
+    started, resumed = summary["sessions"]
+    assert summary["provenance"] == resumed and resumed["from_iteration"] == 12
+    assert started["command"].startswith("ebmlab train --set model.width=16")
+    assert resumed["command"] == f"ebmlab train --resume {out} --set train.iterations=20"
+    assert started["ebmlab"] == ebmlab.__version__ and started["torch"] == torch.__version__
+    assert "git_commit" in started
+    header = (out / "config.toml").read_text().split("\n[", 1)[0]
+    assert f"started by ebmlab {ebmlab.__version__} (torch {torch.__version__}" in header
+    assert "resumed at iteration 12" in header and resumed["command"] in header
 
 
 def test_existing_run_directory_is_refused_and_untouched(tmp_path, capsys):

@@ -238,14 +238,14 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         folder = Path(args.resume)
         if not folder.is_dir():
             raise UsageError(f"--resume {folder}: no such run directory")
-        trainer = resume_run(load_run_config(folder, args.set), folder)
+        trainer = resume_run(load_run_config(folder, args.set), folder, command=args.argv)
     else:
         cfg = load_config(RunConfig, path=args.config, overrides=args.set)
         negatives = cfg.samplers.get("negatives", {}).get("name")
         default = "-".join(str(p) for p in ("runs/" + cfg.data.name, cfg.method.name, negatives)
                            if p)
         out = Path(args.out) if args.out is not None else fresh_dir(None, default)
-        trainer = start_run(cfg, out)
+        trainer = start_run(cfg, out, command=args.argv)
     print(f"ebmlab train: run directory {trainer.out} (iteration {trainer.iteration} of "
           f"{trainer.cfg.train.iterations})", file=sys.stderr)
     summary = trainer.fit()
@@ -356,6 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     warnings.showwarning = _one_line_warning
     args = build_parser().parse_args(argv)
+    args.argv = ["ebmlab", *(sys.argv[1:] if argv is None else argv)]  # recorded by a run
     # Imported after parsing: both bring in torch.
     from ebmlab.samplers import NonFiniteError
     from ebmlab.train import TrainingError
