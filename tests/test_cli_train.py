@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import ebmlab
 from ebmlab.cli import main
@@ -74,6 +75,15 @@ def test_train_eval_sample_plot(tmp_path, capsys):
     loaded = ebmlab.load_run(out)
     assert loaded.iteration == 12 and loaded.config.method.name == method
     assert loaded.energy(loaded.sample(4).new_zeros(4, 2)).shape == (4,)
+    assert loaded.summary["kl"] == pytest.approx(summary["kl"], abs=1e-5)  # like .config
+    # Fresh samples on every call unless a seed is given; the global RNG is not touched.
+    state = torch.random.get_rng_state()
+    a, b = loaded.sample(8), loaded.sample(8)
+    assert not torch.equal(a, b)
+    again = loaded.sample(8, seed=loaded.last_seed)
+    assert torch.equal(b, again)
+    assert torch.equal(loaded.sample(8, seed=3), loaded.sample(8, seed=3))
+    assert torch.equal(torch.random.get_rng_state(), state)
 
 
 def test_resume_continues_to_more_iterations(tmp_path, capsys):
