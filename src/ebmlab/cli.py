@@ -186,9 +186,8 @@ def sample_run(args: argparse.Namespace) -> dict[str, Any]:
 
     from ebmlab.evaluate import mmd2
     from ebmlab.plots import plot_density
-    from ebmlab.run import Run
 
-    run = Run(args.run)
+    run = load_run_for_cli(args.run)
     if args.chains < 1:
         raise UsageError(f"--chains must be >= 1, got {args.chains}")
     out = fresh_dir(args.out, str(Path(args.run) / "sample"))
@@ -214,10 +213,14 @@ def sample_run(args: argparse.Namespace) -> dict[str, Any]:
     np.save(out / "samples.npy", x.cpu().numpy())
     shape = data.image_shape
     if shape is not None:
+        from ebmlab.plot_run import shown_samples
         from ebmlab.plots import plot_image_grid
 
-        plot_image_grid(x.clamp(0, 1).cpu(), out / "samples.png", image_shape=shape,
-                        value_range=(0.0, 1.0), title=origin)
+        z = (x - data.shift.to(x)) / data.scale.to(x)  # back to the model's coordinates
+        shown, label = shown_samples(run.trainer, z, origin,
+                                     torch.Generator(device=z.device).manual_seed(args.seed))
+        plot_image_grid(shown.clamp(0, 1).cpu(), out / "samples.png", image_shape=shape,
+                        value_range=(0.0, 1.0), title=label)
     elif x.shape[1] == 2:
         plot_density(run.energy, out / "samples.png", bounds=data.bounds,
                      samples=x.cpu(), title=origin)
@@ -266,18 +269,26 @@ def cmd_config(args: argparse.Namespace) -> str:
     return describe_config(cfg) if args.show else dump_toml(cfg)
 
 
-def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
+def load_run_for_cli(path: str) -> Any:
+    """The run in ``path``, with the process using the run's ``train.threads``."""
     from ebmlab.run import Run
+    from ebmlab.threads import set_threads
 
-    run = Run(args.run)
+    run = Run(path)
+    if run.config.train.threads:  # a command is its own process: set it for all of it
+        set_threads(run.config.train.threads)
+    return run
+
+
+def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
+    run = load_run_for_cli(args.run)
     return {"run": str(run.path), **run.trainer.evaluate()}
 
 
 def cmd_plot(args: argparse.Namespace) -> dict[str, Any]:
     from ebmlab.plot_run import plot_run
-    from ebmlab.run import Run
 
-    run = Run(args.run)
+    run = load_run_for_cli(args.run)
     written = plot_run(run.path, run.trainer)
     return {"run": str(run.path), "plots": [str(p) for p in written]}
 

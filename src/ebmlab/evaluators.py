@@ -78,8 +78,9 @@ def long_run_check(trainer: Trainer) -> dict[str, Any]:
     Records per start the mean energy, MMD² to held-out data and, with a known data
     density, ``kde_kl`` = KL(p_data ‖ KDE of the samples); compare it with
     ``kde_kl_reference``, the same estimator on as many held-out data points (the
-    KDE's smoothing bias): samples as good as data give the same number. A start whose
-    chains become non-finite records ``{"error": ...}``.
+    KDE's smoothing bias): samples as good as data give the same number; likewise
+    ``energy_reference``, the mean energy of those held-out points. A start whose chains
+    become non-finite records ``{"error": ...}``.
     """
     from ebmlab.evaluate.mmd import mmd2
     from ebmlab.evaluate.sample_quality import kde_kl
@@ -97,6 +98,9 @@ def long_run_check(trainer: Trainer) -> dict[str, Any]:
     test = data.to_data_space(data.test[:n])
     if has_density:
         record["kde_kl_reference"] = kde_kl(data.log_density, test.cpu(), data.bounds)
+    if trainer.energy is not None:
+        with torch.no_grad():
+            record["energy_reference"] = float(trainer.energy(data.test[:n]).mean())
     starts: dict[str, Tensor | None] = {"model": None}
     if target.decode is None:
         starts = {"data": data.test[:n], **starts}

@@ -37,6 +37,7 @@ from ebmlab.methods import Batch, Method
 from ebmlab.provenance import header as provenance_header
 from ebmlab.provenance import provenance
 from ebmlab.samplers import NonFiniteError
+from ebmlab.threads import num_threads
 
 METRICS_FILE = "metrics.jsonl"
 LONGRUN_FILE = "longrun.jsonl"
@@ -97,8 +98,6 @@ class Trainer:
 
     def __post_init__(self) -> None:
         t = self.cfg.train
-        if t.threads:
-            torch.set_num_threads(t.threads)
         try:
             self.device = torch.device(t.device)
             torch.empty(0, device=self.device)
@@ -122,6 +121,7 @@ class Trainer:
                                                    o.weight_decay)
         self.rng = torch.Generator(device=self.device).manual_seed(t.seed)
         self.monitor = DivergenceMonitor(check_d_st=self.method.d_st_settles)
+        self.last_evaluation: dict[str, Any] | None = None
         self._tb: Any = None  # the TensorBoard SummaryWriter, opened at the first record
         self._tb_purge: int | None = None  # steps from here on are stale (resume, rollback)
         self._last_ckpt: int | None = None
@@ -268,6 +268,10 @@ class Trainer:
         after that checkpoint would; then nothing is evaluated and ``{}`` is returned.
         Ctrl-C writes a checkpoint (unless learning looks unstable) and re-raises.
         """
+        with num_threads(self.cfg.train.threads):  # train.threads, for this call only
+            return self._fit(until)
+
+    def _fit(self, until: int | None) -> dict[str, Any]:
         t = self.cfg.train
         stop = t.iterations if until is None else min(until, t.iterations)
         progress = _Progress(t.iterations, self.iteration, t.progress, self.log)
@@ -394,9 +398,11 @@ class Trainer:
 
     # -- evaluation, plots, long-run check ------------------------------------------------
     def evaluate(self) -> dict[str, Any]:
+        """Every exact number the model allows (kept as ``last_evaluation`` for figures)."""
         from ebmlab.evaluators import evaluate
 
-        return evaluate(self)
+        self.last_evaluation = evaluate(self)
+        return self.last_evaluation
 
     def long_run_check(self) -> dict[str, Any]:
         from ebmlab.evaluators import long_run_check
