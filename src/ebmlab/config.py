@@ -170,8 +170,11 @@ def annotated_section(section: Any, name: str, *, values: Mapping[str, Any] | No
             continue
         meta = f.metadata
         value = getattr(section, f.name) if values is None else values.get(f.name)
-        default = (f.default if f.default is not dataclasses.MISSING
-                   else f.default_factory())  # type: ignore[misc]
+        default: Any = None
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif callable(f.default_factory):
+            default = f.default_factory()
         facts = [_type_text(hints[f.name]), _range_text(meta)]
         facts.append(f"default {shown(default)}")
         cond = meta.get("applies")

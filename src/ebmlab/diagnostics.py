@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -266,8 +266,11 @@ def acceptance_rate(
     ``(B,)`` for one step or ``(T, B)`` for ``T`` steps. ``per_chain=True``
     returns the ``(B,)`` rate of each chain instead.
     """
-    single = isinstance(infos, (Tensor, np.ndarray)) or hasattr(infos, "accept_prob")
-    items = [infos] if single else list(infos)
+    items: list[Any]
+    if isinstance(infos, (Tensor, np.ndarray)) or hasattr(infos, "accept_prob"):
+        items = [infos]
+    else:
+        items = list(cast(Iterable[Any], infos))
     if not items:
         raise ValueError("infos is empty")
     rows = []

@@ -44,7 +44,7 @@ from ebmlab.data.arrays import load_array
 from ebmlab.data.images import IMAGE_DATASETS
 from ebmlab.data.toy2d import TOY_DATASETS, canonical_name, make_toy, toy_bounds, toy_log_density
 from ebmlab.energies import ConvEnergy, GaussianBernoulliRBM, GaussianReference, MLPEnergy
-from ebmlab.generators import DeconvGenerator, MLPGenerator
+from ebmlab.generators import DeconvGenerator, Generator, MLPGenerator
 from ebmlab.methods import METHODS, Method, MethodOptions, method_spec
 from ebmlab.samplers import Sampler, make_sampler
 
@@ -205,11 +205,24 @@ class OptimConfig:
     lr_schedule: str | None = option(None, choices=["constant", "cosine"],
                                      help="none: train.lr_schedule")
 
-    def resolved(self, train: TrainConfig) -> OptimConfig:
+    def resolved(self, train: TrainConfig) -> OptimSettings:
         """Every key set, from this table or else from [train]."""
-        return OptimConfig(**{f.name: (getattr(train, f.name) if getattr(self, f.name) is None
-                                       else getattr(self, f.name))
-                              for f in dataclasses.fields(self)})
+        return OptimSettings(**{f.name: (getattr(train, f.name) if getattr(self, f.name) is None
+                                         else getattr(self, f.name))
+                                for f in dataclasses.fields(self)})
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    """One parameter group's optimiser settings, resolved (:meth:`RunConfig.optim_for`)."""
+
+    optimizer: str
+    lr: float
+    beta1: float
+    beta2: float
+    weight_decay: float
+    grad_clip: float | None
+    lr_schedule: str
 
 
 @dataclass
@@ -280,7 +293,7 @@ class RunConfig:
             method=method, samplers=samplers, optim=optim, generator=generator,
             train=build_section(TrainConfig, "train", raw.get("train", {})))
 
-    def optim_for(self, group: str) -> OptimConfig:
+    def optim_for(self, group: str) -> OptimSettings:
         """``group``'s optimiser settings, unset keys filled from [train]."""
         return self.optim.get(group, OptimConfig()).resolved(self.train)
 
@@ -479,7 +492,8 @@ def load_data(cfg: DataConfig) -> Data:
     if bounds is None and train.shape[1] == 2:
         lo, hi = train.amin(0), train.amax(0)
         pad = 0.25 * (hi - lo)
-        bounds = tuple((float(a), float(b)) for a, b in zip(lo - pad, hi + pad, strict=True))
+        (x0, y0), (x1, y1) = (lo - pad).tolist(), (hi + pad).tolist()
+        bounds = ((x0, x1), (y0, y1))
     return Data(name, (train - shift) / scale, (test - shift) / scale, shift, scale,
                 log_density, bounds)
 
@@ -489,6 +503,9 @@ class DataSpaceEnergy(nn.Module):
 
     Its normaliser absorbs the Jacobian of the standardisation, so ``exp(−U_x)``
     normalised is the model's density of the user's data."""
+
+    shift: Tensor  # buffers
+    scale: Tensor
 
     def __init__(self, energy: nn.Module, shift: Tensor, scale: Tensor) -> None:
         super().__init__()
@@ -543,7 +560,7 @@ def build_sampler(role: str, options: dict[str, Any], **extra: Any) -> Sampler:
         raise ConfigError(f"[samplers.{role}] {e}") from None
 
 
-def build_generator(cfg: GeneratorConfig, data: Data) -> nn.Module:
+def build_generator(cfg: GeneratorConfig, data: Data) -> Generator:
     """A generator mapping ξ ~ N(0, I) to (standardised) data of ``data.shape``."""
     try:
         if cfg.name == "deconv":
@@ -572,7 +589,7 @@ class BuildContext:
         ``features``) are added."""
         return build_sampler(role, self.cfg.samplers[role], **extra)
 
-    def generator(self) -> nn.Module:
+    def generator(self) -> Generator:
         assert self.cfg.generator is not None, "the method did not declare sections=('generator',)"
         return build_generator(self.cfg.generator, self.data).to(
             self.data.train.device, self.data.train.dtype)

@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import torch
@@ -264,13 +265,14 @@ __all__ = ["plot_density", "plot_image_grid", "plot_samples", "plot_traces", "pl
 
 def _correlation(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
     """Sample cross-correlation ``corr(a_t, b_{t+k})`` for ``k = −max_lag..max_lag``."""
-    a = (a - a.mean()) / (a.std() or 1.0)
-    b = (b - b.mean()) / (b.std() or 1.0)
+    sa, sb = float(a.std()), float(b.std())
+    a = (a - a.mean()) / (sa if sa > 0 else 1.0)
+    b = (b - b.mean()) / (sb if sb > 0 else 1.0)
     n = len(a)
-    lags = np.arange(-max_lag, max_lag + 1)
+    lags = range(-max_lag, max_lag + 1)
     vals = np.array([np.mean(a[max(0, -k):n - max(0, k)] * b[max(0, k):n - max(0, -k)])
                      for k in lags])
-    return lags, vals
+    return np.array(lags), vals
 
 
 def _lag_spacing(iterations: np.ndarray) -> float:
@@ -422,6 +424,20 @@ def plot_longrun(records: list[dict], path: PathLike) -> Path:
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(f"long-run check: chains of {steps} steps", fontsize="medium")
     return _save(fig, path)
+
+
+@overload
+def plot_image_grid(images: ArrayLike, path: None = None, nrow: int | None = None,
+                    title: str | None = None, *, image_shape: tuple[int, ...] | None = None,
+                    value_range: tuple[float, float] | None = None, cmap: str = "gray",
+                    padding: int = 1) -> Figure: ...
+
+
+@overload
+def plot_image_grid(images: ArrayLike, path: PathLike, nrow: int | None = None,
+                    title: str | None = None, *, image_shape: tuple[int, ...] | None = None,
+                    value_range: tuple[float, float] | None = None, cmap: str = "gray",
+                    padding: int = 1) -> Path: ...
 
 
 def plot_image_grid(
