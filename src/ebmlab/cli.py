@@ -34,6 +34,7 @@ from ebmlab.config import ConfigError
 
 if TYPE_CHECKING:
     from ebmlab.energies import AnalyticEnergy
+    from ebmlab.run import Run
 
 TARGETS = ("rings", "8gaussians", "25gaussians", "gaussian")
 
@@ -269,7 +270,7 @@ def cmd_config(args: argparse.Namespace) -> str:
     return describe_config(cfg) if args.show else dump_toml(cfg)
 
 
-def load_run_for_cli(path: str) -> Any:
+def load_run_for_cli(path: str) -> Run:
     """The run in ``path``, with the process using the run's ``train.threads``."""
     from ebmlab.run import Run
     from ebmlab.threads import set_threads
