@@ -87,3 +87,42 @@ def test_divergence_is_reported_not_hidden(tmp_path, capsys):
                        "--out", str(tmp_path / "d"))
     assert code == 1 and "non-finite" in err and "at step" in err
     assert not (tmp_path / "d").exists()
+
+
+HEAVY = ("torch", "numpy", "matplotlib")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["train", "--help"],
+                                  ["sample", "--help"], ["eval", "--help"], ["plot", "--help"],
+                                  ["config", "--help"]], ids=" ".join)
+def test_help_and_version_import_no_torch(argv):
+    """``--help`` is instant: the CLI imports torch, numpy and matplotlib only for a command
+    that needs them, after parsing (``python -m ebmlab`` run in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    probe = ("import runpy, sys\n"
+             f"sys.argv = ['ebmlab', *{argv!r}]\n"
+             "try:\n    runpy.run_module('ebmlab', run_name='__main__', alter_sys=True)\n"
+             "except SystemExit as e:\n    code = e.code\n"
+             f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
+             "print('HEAVY', heavy, 'CODE', code, file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60)
+    assert "HEAVY [] CODE 0" in proc.stderr, proc.stderr[-2000:]
+    assert "ebmlab" in proc.stdout
+
+
+def test_version(capsys):
+    import ebmlab
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"ebmlab {ebmlab.__version__}"
+
+
+def test_cli_sampler_names_are_the_library_samplers():
+    from ebmlab.cli import SAMPLER_DEFAULTS
+    from ebmlab.samplers import SAMPLERS
+
+    assert set(SAMPLER_DEFAULTS) == set(SAMPLERS)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import ebmlab
 from ebmlab.cli import main
@@ -60,8 +61,13 @@ def test_train_eval_sample_plot(tmp_path, capsys):
 
     code, stdout, _ = run(capsys, "sample", "--run", str(out), "--chains", "50")
     assert code == 0
-    x = np.load(last_json(stdout)["out"] + "/samples.npy")
+    printed = last_json(stdout)
+    x = np.load(printed["out"] + "/samples.npy")
     assert x.shape == (50, 2) and np.isfinite(x).all()
+    saved = json.loads((out / "sample" / "summary.json").read_text())  # like target mode's
+    assert saved["chains"] == 50 and saved["seed"] == 0 and saved["iteration"] == 12
+    assert np.isfinite(saved["mean_energy"]) and saved["mmd2_to_test"] < 1
+    assert saved["out"] == printed["out"] and (out / "sample" / "samples.png").exists()
 
     code, stdout, _ = run(capsys, "plot", "--run", str(out))
     assert code == 0 and len(last_json(stdout)["plots"]) >= 3
@@ -69,18 +75,45 @@ def test_train_eval_sample_plot(tmp_path, capsys):
     loaded = ebmlab.load_run(out)
     assert loaded.iteration == 12 and loaded.config.method.name == method
     assert loaded.energy(loaded.sample(4).new_zeros(4, 2)).shape == (4,)
+    assert loaded.summary["kl"] == pytest.approx(summary["kl"], abs=1e-5)  # like .config
+    # Fresh samples on every call unless a seed is given; the global RNG is not touched.
+    state = torch.random.get_rng_state()
+    a, b = loaded.sample(8), loaded.sample(8)
+    assert not torch.equal(a, b)
+    again = loaded.sample(8, seed=loaded.last_seed)
+    assert torch.equal(b, again)
+    assert torch.equal(loaded.sample(8, seed=3), loaded.sample(8, seed=3))
+    assert torch.equal(torch.random.get_rng_state(), state)
 
 
 def test_resume_continues_to_more_iterations(tmp_path, capsys):
+    import torch
+
     out = tmp_path / "run"
-    assert run(capsys, "train", *sets(), "--out", str(out))[0] == 0
+    code, stdout, _ = run(capsys, "train", *sets(), "--out", str(out))
+    first = last_json(stdout)
     code, stdout, err = run(capsys, "train", "--resume", str(out), "--set",
                             "train.iterations=20")
     assert code == 0, err
     assert last_json(stdout)["iteration"] == 20 and "iteration 12 of 20" in err
-    iters = [json.loads(line)["iteration"] for line in (out / "metrics.jsonl").read_text()
-             .splitlines()]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    iters = [r["iteration"] for r in records]
     assert iters == sorted(set(iters)) and iters[-1] == 20
+    # Training time adds up over the two sessions: it never restarts from 0.
+    seconds = [r["seconds"] for r in records]
+    assert seconds == sorted(seconds) and seconds[-1] > first["seconds"] > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seconds"] == pytest.approx(seconds[-1], abs=0.01)
+    # What made the run: versions, command lines, git commit, per session.
+    started, resumed = summary["sessions"]
+    assert summary["provenance"] == resumed and resumed["from_iteration"] == 12
+    assert started["command"].startswith("ebmlab train --set model.width=16")
+    assert resumed["command"] == f"ebmlab train --resume {out} --set train.iterations=20"
+    assert started["ebmlab"] == ebmlab.__version__ and started["torch"] == torch.__version__
+    assert "git_commit" in started
+    header = (out / "config.toml").read_text().split("\n[", 1)[0]
+    assert f"started by ebmlab {ebmlab.__version__} (torch {torch.__version__}" in header
+    assert "resumed at iteration 12" in header and resumed["command"] in header
 
 
 def test_existing_run_directory_is_refused_and_untouched(tmp_path, capsys):
@@ -106,6 +139,16 @@ def test_bad_config_is_one_line_exit_2_nothing_written(tmp_path, capsys, monkeyp
     assert code == 2, err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_paths_given_with_set_and_out_expand_the_home_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    np.save(tmp_path / "pts.npy", np.random.default_rng(0).normal(size=(300, 2)))
+    code, stdout, err = run(capsys, "train", "--set", "data.name=npy", "data.path=~/pts.npy",
+                            *sets("train.iterations=2"), "--out=~/run")
+    assert code == 0, err
+    assert last_json(stdout)["out"] == str(tmp_path / "run")
+    assert f'path = "{tmp_path / "pts.npy"}"' in (tmp_path / "run" / "config.toml").read_text()
 
 
 def test_user_array_of_any_scale_trains_with_defaults(tmp_path, capsys):

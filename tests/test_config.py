@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ebmlab.config import ConfigError, dump_toml, load_config, parse_override, read_toml
 from ebmlab.experiment import RunConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_and_overrides(tmp_path):
@@ -115,3 +119,72 @@ def test_a_method_option_out_of_range():
     with pytest.raises(ConfigError, match=r"method.reinit_prob must be <= 1.0"):
         load_config(RunConfig, overrides=["method.name=persistent", "method.reinit_prob=1.5"])
 
+
+
+def _schema_sections():
+    import dataclasses
+
+    from ebmlab.experiment import DataConfig, GeneratorConfig, ModelConfig, OptimConfig, TrainConfig
+    from ebmlab.methods import METHODS
+
+    classes = [DataConfig, ModelConfig, GeneratorConfig, TrainConfig, OptimConfig,
+               *(spec.options for spec in METHODS.values())]
+    return [(cls, f) for cls in classes for f in dataclasses.fields(cls)]
+
+
+def test_every_key_has_help_text():
+    missing = [f"{cls.__name__}.{f.name}" for cls, f in _schema_sections()
+               if not f.metadata.get("help")]
+    assert not missing, f"config keys without help text: {missing}"
+
+
+@pytest.mark.parametrize("method", ["cd", "persistent", "short_run", "steincd", "steingan"])
+def test_show_lists_every_key_and_loads_back(tmp_path, capsys, method):
+    import dataclasses
+
+    from ebmlab.cli import main
+
+    assert main(["config", "--show", "--method", method, "--set", "train.iterations=7",
+                 "model.width=32"]) == 0
+    text = capsys.readouterr().out
+    cfg = load_config(RunConfig, overrides=[f"method.name={method}", "train.iterations=7",
+                                            "model.width=32"])
+    f = tmp_path / "shown.toml"
+    f.write_text(text)
+    assert load_config(RunConfig, path=f) == cfg  # valid TOML, the same config
+    sections = {"data": cfg.data, "model": cfg.model, "method": cfg.method, "train": cfg.train}
+    if cfg.generator is not None:
+        sections["generator"] = cfg.generator
+    for name, obj in sections.items():
+        body = text.split(f"\n[{name}]\n", 1)[1].split("\n[", 1)[0]
+        for fld in dataclasses.fields(obj):
+            assert f"\n{fld.name} =" in "\n" + body or f"\n# {fld.name} =" in "\n" + body, \
+                (name, fld.name)
+            help_start = fld.metadata["help"].split()[0]
+            assert help_start in body
+    assert "iterations = 7" in text and "(int; >= 1; default 6000)" in text
+    assert "width = 32" in text and "only when model.name is mlp or conv" in text
+    assert ("[generator]" in text) == (method == "steingan")
+
+
+def test_saved_config_holds_only_what_applies():
+    from ebmlab.config import dump_toml
+
+    text = dump_toml(load_config(RunConfig))  # cd, MLP, a toy set
+    tables = read_toml_text(text)
+    assert "generator" not in tables and "n_hidden" not in tables["model"]
+    assert "reference_sd" in tables["model"] and "n_train" in tables["data"]
+    assert not {"path", "max_items", "test_fraction"} & set(tables["data"])
+    rbm = load_config(RunConfig, path=ROOT / "configs" / "steincd_digits.toml")
+    tables = read_toml_text(dump_toml(rbm))
+    assert set(tables["model"]) == {"name", "n_hidden"}
+    assert not {"n_train", "n_test", "seed", "path", "test_fraction"} & set(tables["data"])
+    gan = read_toml_text(dump_toml(load_config(RunConfig, overrides=[
+        "method.name=steingan", "generator.name=deconv", "data.name=digits", "model.name=rbm"])))
+    assert "depth" not in gan["generator"] and "latent_dim" in gan["generator"]
+
+
+def read_toml_text(text):
+    from ebmlab.config import tomllib
+
+    return tomllib.loads(text)

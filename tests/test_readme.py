@@ -16,5 +16,5 @@ def readme_commands() -> list[str]:
 def test_ci_runs_the_readme_commands_verbatim():
     ci = (ROOT / ".ci" / "run").read_text()
     main_job, tests = readme_commands()
-    assert "ebmlab train" in main_job and "pytest" in tests
+    assert "ebmlab train" in main_job and "pytest" in tests and "mypy src" in tests
     assert main_job in ci and tests in ci

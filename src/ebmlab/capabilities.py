@@ -2,7 +2,8 @@
 
 The trainer's evaluators and the methods ask these functions instead of probing
 attributes: an exact log-partition (``log Z``, e.g. the Gaussian–Bernoulli RBM by
-enumeration, analytic targets) and exact block-Gibbs conditionals.
+enumeration, analytic targets), exact block-Gibbs conditionals and the conditional mean
+of the visible units.
 """
 
 from __future__ import annotations
@@ -28,9 +29,21 @@ class BlockGibbs(Protocol):
               generator: torch.Generator | None = None) -> Tensor: ...
 
 
+@runtime_checkable
+class VisibleMean(Protocol):
+    """``visible_mean(x, generator)``: ``E[x' | h]`` with ``h ~ p(h | x)``, the noise-free
+    mean of a block-Gibbs chain's next visible draw (what figures of the chains show)."""
+
+    def visible_mean(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor: ...
+
+
 def has_exact_log_partition(model: object) -> bool:
     return isinstance(model, ExactLogPartition)
 
 
 def has_block_gibbs(model: object) -> bool:
     return isinstance(model, BlockGibbs)
+
+
+def has_visible_mean(model: object) -> bool:
+    return isinstance(model, VisibleMean)

@@ -440,7 +440,7 @@ class GeneratorInit(ChainSource):
 
 
 def _build(cls: type, name: str, fixed: dict[str, Any], kw: dict[str, Any]) -> Any:
-    params = set(inspect.signature(cls.__init__).parameters) - {"self"} - set(fixed)
+    params = set(inspect.signature(cls).parameters) - set(fixed)
     unknown = sorted(set(kw) - params)
     if unknown:
         raise ValueError(

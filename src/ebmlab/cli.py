@@ -12,6 +12,8 @@
 * ``ebmlab inpaint --run DIR --images X.npy --mask M.npy|center|bottom_half|random:P``
   fills the pixels where the mask is 1 from the model's conditional (``completed.npy``,
   ``completed.png``, with ``--score`` PSNR / SSIM in ``scores.json``, ``summary.json``).
+* ``ebmlab config [--show] [--config F] [--method NAME] [--set ...]`` prints the resolved
+  config, or every key with its default, allowed values and meaning.
 
 Bad input is one line on stderr naming the problem, exit code 2, nothing written.
 """
@@ -26,25 +28,22 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+# Only light modules at the top: torch, numpy and matplotlib are imported by the command
+# that needs them, after the arguments are parsed, so `--help` and `--version` are instant
+# (tests/test_cli.py checks that `python -m ebmlab --help` imports no torch).
+from ebmlab import __version__
+from ebmlab.config import ConfigError
 
-from ebmlab.chains import NoiseInit
-from ebmlab.config import ConfigError, load_config
-from ebmlab.data.toy2d import toy_bounds, toy_target
-from ebmlab.diagnostics import TraceRecorder
-from ebmlab.energies import AnalyticEnergy, Gaussian
-from ebmlab.evaluate import mmd2
-from ebmlab.evaluate.exact2d import grid_log_density
-from ebmlab.plots import plot_density, plot_traces
-from ebmlab.samplers import SAMPLERS, NonFiniteError, make_sampler
-from ebmlab.train import TrainingError
+if TYPE_CHECKING:
+    from ebmlab.energies import AnalyticEnergy
+    from ebmlab.run import Run
 
 TARGETS = ("rings", "8gaussians", "25gaussians", "gaussian")
 
-# Defaults per sampler for the built-in targets (unit-scale 2-D densities).
+# Defaults per sampler for the built-in targets (unit-scale 2-D densities); its keys are
+# the sampler names (tests check they are ebmlab.samplers.SAMPLERS).
 SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
     "langevin": {"step_size": 0.01},
     "anila": {"step_size": 0.01, "threshold": 10.0},
@@ -59,6 +58,9 @@ UsageError = ConfigError  # a bad command-line value: one line, exit code 2
 
 
 def make_target(name: str) -> tuple[AnalyticEnergy, tuple[float, float]]:
+    from ebmlab.data.toy2d import toy_bounds, toy_target
+    from ebmlab.energies import Gaussian
+
     if name == "gaussian":
         return Gaussian([0.5, -0.5], [[1.0, 0.8], [0.8, 1.0]]), (-5.0, 5.0)
     target = toy_target(name) if name in TARGETS else None
@@ -83,6 +85,11 @@ def parse_option(text: str) -> tuple[str, Any]:
     return key, raw
 
 
+def user_path(text: str) -> str:
+    """A path argument with ``~`` expanded (also where the shell does not: ``--out=~/x``)."""
+    return str(Path(text).expanduser())
+
+
 def fresh_dir(out: str | None, default: str) -> Path:
     """The output folder: an explicit one must be new or empty; the default gets a suffix."""
     if out is not None:
@@ -105,6 +112,8 @@ def default_run_dir(cfg: Any) -> Path:
 
 def expected_energy(target: AnalyticEnergy, box: tuple) -> float:
     """``E_p[U]`` under the normalised target, by quadrature on the box."""
+    from ebmlab.evaluate.exact2d import grid_log_density
+
     xs, ys, log_p, _ = grid_log_density(target, box, n_grid=400)
     cell = float((xs[1] - xs[0]) * (ys[1] - ys[0]))
     energy = -(log_p + target.log_partition())
@@ -114,8 +123,17 @@ def expected_energy(target: AnalyticEnergy, box: tuple) -> float:
 def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
     if args.run is not None:
         return sample_run(args)
-    if args.sampler not in SAMPLERS:
-        raise UsageError(f"--sampler must be one of {', '.join(sorted(SAMPLERS))}; "
+    import numpy as np
+    import torch
+
+    from ebmlab.chains import NoiseInit
+    from ebmlab.diagnostics import TraceRecorder
+    from ebmlab.evaluate import mmd2
+    from ebmlab.plots import plot_density, plot_traces
+    from ebmlab.samplers import make_sampler
+
+    if args.sampler not in SAMPLER_DEFAULTS:
+        raise UsageError(f"--sampler must be one of {', '.join(sorted(SAMPLER_DEFAULTS))}; "
                          f"got {args.sampler!r}")
     for flag, v in (("--chains", args.chains), ("--steps", args.steps)):
         if v < 1:
@@ -173,37 +191,58 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
 
 def sample_run(args: argparse.Namespace) -> dict[str, Any]:
     """Samples of a trained run: the method's own (short-run chains from noise, its
-    generator, an RBM's Gibbs chains), or ``--steps`` sampler steps from its chain start."""
-    from ebmlab.run import Run
+    generator, an RBM's Gibbs chains), or ``--steps`` sampler steps from its chain start.
+    Writes ``samples.npy``, ``samples.png`` (2-D or images) and ``summary.json``."""
+    import numpy as np
+    import torch
 
-    run = Run(args.run)
+    from ebmlab.evaluate import mmd2
+    from ebmlab.plots import plot_density
+
+    run = load_run_for_cli(args.run)
     if args.chains < 1:
         raise UsageError(f"--chains must be >= 1, got {args.chains}")
     out = fresh_dir(args.out, str(Path(args.run) / "sample"))
     steps = args.steps if args.steps_given else None
+    start = time.perf_counter()
     try:
         x, origin = run.draw(args.chains, n_steps=steps, seed=args.seed)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "samples.npy", x.cpu().numpy())
+    seconds = time.perf_counter() - start
+    data = run.trainer.data
     summary: dict[str, Any] = {"run": str(run.path), "iteration": run.iteration,
                                "chains": args.chains, "steps": steps, "origin": origin,
-                               "out": str(out)}
-    shape = run.trainer.data.image_shape
+                               "seed": args.seed, "seconds": round(seconds, 3)}
+    if run.trainer.energy is not None:
+        with torch.no_grad():
+            summary["mean_energy"] = float(run.energy(x).mean())  # U in data coordinates
+    n = min(args.chains, data.test.shape[0], 2000)
+    test = data.to_data_space(data.test[:n]).reshape(n, -1)
+    summary["mmd2_to_test"] = mmd2(x[:n].reshape(n, -1), test)
+    summary["out"] = str(out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "samples.npy", x.cpu().numpy())
+    shape = data.image_shape
     if shape is not None:
+        from ebmlab.plot_run import shown_samples
         from ebmlab.plots import plot_image_grid
 
-        plot_image_grid(x.clamp(0, 1).cpu(), out / "samples.png", image_shape=shape,
-                        value_range=(0.0, 1.0), title=origin)
+        z = (x - data.shift.to(x)) / data.scale.to(x)  # back to the model's coordinates
+        shown, label = shown_samples(run.trainer, z, origin,
+                                     torch.Generator(device=z.device).manual_seed(args.seed))
+        plot_image_grid(shown.clamp(0, 1).cpu(), out / "samples.png", image_shape=shape,
+                        value_range=(0.0, 1.0), title=label)
     elif x.shape[1] == 2:
-        plot_density(run.energy, out / "samples.png", bounds=run.trainer.data.bounds,
+        plot_density(run.energy, out / "samples.png", bounds=data.bounds,
                      samples=x.cpu(), title=origin)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from ebmlab import distributed
+    from ebmlab.config import load_config
     from ebmlab.experiment import RunConfig
     from ebmlab.run import load_run_config
     from ebmlab.train import resume_run, start_run
@@ -217,14 +256,14 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"--resume {folder}: no such run directory")
         cfg = load_run_config(folder, args.set)
         dist = distributed.setup(cfg.train.device)
-        trainer = resume_run(cfg, folder, dist)
+        trainer = resume_run(cfg, folder, command=args.argv, dist=dist)
     else:
         cfg = load_config(RunConfig, path=args.config, overrides=args.set)
         dist = distributed.setup(cfg.train.device)
         # several processes: rank 0 picks the folder, the others use it
         out = Path(args.out) if args.out is not None else \
             distributed.broadcast_object(dist, default_run_dir(cfg))
-        trainer = start_run(cfg, out, dist)
+        trainer = start_run(cfg, out, command=args.argv, dist=dist)
     if dist.is_main:
         procs = f", {dist.world_size} processes" if dist.enabled else ""
         print(f"ebmlab train: run directory {trainer.out} (iteration {trainer.iteration} of "
@@ -238,18 +277,37 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
-    from ebmlab.run import Run
+def cmd_config(args: argparse.Namespace) -> str:
+    """The resolved config (``--config`` + ``--set``, method ``--method``) as the TOML a run
+    would save, or with ``--show`` every key with its meaning, type, range and default."""
+    from ebmlab.config import dump_toml, load_config
+    from ebmlab.experiment import RunConfig, describe_config
 
-    run = Run(args.run)
+    overrides = [*args.set, *([f"method.name={args.method}"] if args.method else [])]
+    cfg = load_config(RunConfig, path=args.config, overrides=overrides)
+    return describe_config(cfg) if args.show else dump_toml(cfg)
+
+
+def load_run_for_cli(path: str) -> Run:
+    """The run in ``path``, with the process using the run's ``train.threads``."""
+    from ebmlab.run import Run
+    from ebmlab.threads import set_threads
+
+    run = Run(path)
+    if run.config.train.threads:  # a command is its own process: set it for all of it
+        set_threads(run.config.train.threads)
+    return run
+
+
+def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
+    run = load_run_for_cli(args.run)
     return {"run": str(run.path), **run.trainer.evaluate()}
 
 
 def cmd_plot(args: argparse.Namespace) -> dict[str, Any]:
     from ebmlab.plot_run import plot_run
-    from ebmlab.run import Run
 
-    run = Run(args.run)
+    run = load_run_for_cli(args.run)
     written = plot_run(run.path, run.trainer)
     return {"run": str(run.path), "plots": [str(p) for p in written]}
 
@@ -257,6 +315,9 @@ def cmd_plot(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_inpaint(args: argparse.Namespace) -> dict[str, Any]:
     """Complete images with a trained run: sample the missing pixels (mask 1) from the
     model's conditional, the observed ones kept exactly (``ebmlab.inpaint``)."""
+    import numpy as np
+    import torch
+
     from ebmlab import inpaint as ip
     from ebmlab.run import Run
 
@@ -333,35 +394,54 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ebmlab", description="Energy-based models with MCMC and amortized samplers."
     )
+    parser.add_argument("--version", action="version", version=f"ebmlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train an EBM (the built-in default with no arguments)",
                        description="Train an energy-based model from a TOML config.")
-    t.add_argument("--config", default=None, help="TOML file with [data] [model] [sampler] "
-                   "[method] [train] sections (see configs/)")
-    t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config value (repeatable), e.g. --set train.iterations=500")
-    t.add_argument("--out", default=None, help="new run directory (default runs/DATA-METHOD-"
-                   "SAMPLER, suffixed if taken)")
-    t.add_argument("--resume", default=None, metavar="DIR",
+    t.add_argument("--config", default=None, type=user_path,
+                   help="TOML file with [data] [model] [method] [samplers.ROLE] [optim.GROUP] "
+                   "[train] sections (see configs/, and ebmlab config --show)")
+    t.add_argument("--set", action="extend", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override config values, e.g. --set train.iterations=500 train.lr=2e-3 "
+                   "(repeatable; several key=value may follow one --set)")
+    t.add_argument("--out", default=None, type=user_path,
+                   help="new run directory (default runs/DATA-METHOD-SAMPLER, suffixed if taken)")
+    t.add_argument("--resume", default=None, metavar="DIR", type=user_path,
                    help="continue the run in DIR from its last checkpoint")
     t.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="train with N processes (torch.distributed: gloo on CPU, NCCL on CUDA);"
                    " the same as torchrun --standalone --nproc_per_node=N -m ebmlab train ...")
     t.set_defaults(func=cmd_train)
 
+    c = sub.add_parser("config", help="show every config key with its default, range and "
+                       "meaning (--show), or the resolved config a run would save",
+                       description="Print the resolved config (TOML, as a run saves it), or "
+                       "with --show every key of the method with its meaning, type, allowed "
+                       "values and default. The output is valid TOML for --config.")
+    c.add_argument("--show", action="store_true",
+                   help="every key, with its help text, type, allowed values and default")
+    c.add_argument("--config", default=None, type=user_path, help="start from this TOML file")
+    c.add_argument("--method", default=None, metavar="NAME",
+                   help="the method whose options to list (default: the config's, cd)")
+    c.add_argument("--set", action="extend", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override config values, as for train")
+    c.set_defaults(func=cmd_config)
+
     for name, func, text in (("eval", cmd_eval, "print a run's exact metrics as JSON"),
                              ("plot", cmd_plot, "redraw a run's figures")):
         p = sub.add_parser(name, help=text, description=text)
-        p.add_argument("--run", required=True, metavar="DIR", help="run directory")
+        p.add_argument("--run", required=True, metavar="DIR", type=user_path,
+                       help="run directory")
         p.set_defaults(func=func)
 
     s = sub.add_parser("sample", help="sample a built-in 2-D target, or a trained run (--run)",
                        description="Sample a built-in 2-D target with exact density, or a "
                                    "trained run with its own sampler.")
-    s.add_argument("--run", default=None, metavar="DIR",
+    s.add_argument("--run", default=None, metavar="DIR", type=user_path,
                    help="sample this trained run instead of a built-in target")
     s.add_argument("--target", default="rings", help=f"one of {', '.join(TARGETS)}")
-    s.add_argument("--sampler", default="mala", help=f"one of {', '.join(sorted(SAMPLERS))}")
+    s.add_argument("--sampler", default="mala",
+                   help=f"one of {', '.join(sorted(SAMPLER_DEFAULTS))}")
     s.add_argument("--steps", type=int, default=None,
                    help="sampler steps (default 1000); with --run: run the run's sampler this "
                    "many steps from its chain start instead of the method's own samples")
@@ -371,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra sampler option, e.g. --option n_leapfrog=5 (repeatable)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default=None,
+    s.add_argument("--out", default=None, type=user_path,
                    help="output folder (must be new or empty; default runs/sample-TARGET-SAMPLER)")
     s.set_defaults(func=cmd_sample)
 
@@ -408,6 +488,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = ["ebmlab", *argv]  # recorded by a run
+    # Imported after parsing: both bring in torch.
+    from ebmlab.samplers import NonFiniteError
+    from ebmlab.train import TrainingError
+
     # With several training processes only rank 0 speaks (errors are shared, see
     # ebmlab.distributed); the launcher of --nproc prints nothing of its own.
     quiet = int(os.environ.get("RANK", "0")) != 0
@@ -430,9 +515,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ebmlab {args.command}: interrupted; checkpoints written so far are kept",
               file=sys.stderr)
         return 130
-    if not quiet:
-        print(json.dumps({k: (round(v, 5) if isinstance(v, float) and math.isfinite(v) else v)
-                          for k, v in summary.items()}))
+    if quiet:
+        return 0
+    if isinstance(summary, str):
+        print(summary)
+        return 0
+    print(json.dumps({k: (round(v, 5) if isinstance(v, float) and math.isfinite(v) else v)
+                      for k, v in summary.items()}))
     return 0
 
 
@@ -440,6 +529,7 @@ def _launch_train(args: argparse.Namespace, argv: list[str]) -> int:
     """``ebmlab train --nproc N``: check the config once here, fix the run folder, then
     start N training processes (:func:`ebmlab.distributed.launch`)."""
     from ebmlab import distributed
+    from ebmlab.config import load_config
     from ebmlab.experiment import RunConfig
     from ebmlab.run import load_run_config
 

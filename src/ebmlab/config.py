@@ -11,10 +11,12 @@ value raises :class:`ConfigError` with one line naming ``section.key``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
 import sys
+import textwrap
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -33,9 +35,13 @@ class ConfigError(ValueError):
 
 def option(default: Any, *, low: float | None = None, high: float | None = None,
            low_open: bool = False, choices: Sequence[Any] | None = None,
-           help: str = "") -> Any:
-    """A config field with its validation: ``low``/``high`` bounds or ``choices``."""
-    meta = {"low": low, "high": high, "low_open": low_open, "choices": choices, "help": help}
+           help: str = "", applies: tuple[str, Sequence[Any]] | None = None) -> Any:
+    """A config field with its validation (``low``/``high`` bounds or ``choices``) and its
+    help text. ``applies=(key, values)``: the field matters only when the section's
+    ``key`` (a field or property) is one of ``values`` (e.g. ``("name", ["rbm"])``); a
+    run's saved config leaves it out otherwise."""
+    meta = {"low": low, "high": high, "low_open": low_open, "choices": choices, "help": help,
+            "applies": applies}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -43,6 +49,16 @@ def option(default: Any, *, low: float | None = None, high: float | None = None,
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _type_text(tp: Any) -> str:
+    """``int``, ``float or none``, ``list[float]``: a field's type as a user writes it."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join("none" if a is type(None) else _type_text(a)
+                           for a in typing.get_args(tp))
+    if typing.get_origin(tp) is list:
+        return f"list[{_type_text(typing.get_args(tp)[0])}]"
+    return _type_name(tp)
 
 
 def _coerce(name: str, tp: Any, value: Any) -> Any:
@@ -105,6 +121,75 @@ def _check_range(name: str, value: Any, meta: Mapping[str, Any]) -> None:
             raise ConfigError(f"{name} must be {sign} {low}, got {v!r}")
         if high is not None and v > high:
             raise ConfigError(f"{name} must be <= {high}, got {v!r}")
+
+
+def applies(section: Any, name: str) -> bool:
+    """Whether field ``name`` of the section object ``section`` matters (see ``option``)."""
+    cond = next(f.metadata.get("applies") for f in dataclasses.fields(section) if f.name == name)
+    return cond is None or getattr(section, cond[0]) in cond[1]
+
+
+def applicable(section: Any) -> dict[str, Any]:
+    """The fields of ``section`` that matter for its other values, by name."""
+    return {f.name: copy.deepcopy(getattr(section, f.name)) for f in dataclasses.fields(section)
+            if applies(section, f.name)}
+
+
+def _range_text(meta: Mapping[str, Any]) -> str:
+    if meta.get("choices") is not None:
+        return "one of " + ", ".join(str(toml_value(c)) for c in meta["choices"])
+    low, high, open_ = meta.get("low"), meta.get("high"), meta.get("low_open")
+    if low is not None and high is not None:
+        return f"{'(' if open_ else '['}{low:g}, {high:g}]"
+    if low is not None:
+        return f"{'>' if open_ else '>='} {low:g}"
+    if high is not None:
+        return f"<= {high:g}"
+    return ""
+
+
+def shown(value: Any) -> str:
+    """A value as a user writes it in TOML (``none`` for ``None``)."""
+    if value is None:
+        return "none"
+    try:
+        return toml_value(list(value) if isinstance(value, tuple) else value)
+    except TypeError:
+        return repr(value)
+
+
+def annotated_section(section: Any, name: str, *, values: Mapping[str, Any] | None = None,
+                      skip: Sequence[str] = ()) -> list[str]:
+    """``[name]`` as commented TOML: before each key its help text, type, allowed range,
+    default and when it applies; the key set to its value in ``section`` (or ``values``).
+    A key whose value is ``None`` (e.g. "from [train]") is written commented out."""
+    hints = typing.get_type_hints(type(section))
+    lines = [f"[{name}]"]
+    for f in dataclasses.fields(section):
+        if f.name in skip:
+            continue
+        meta = f.metadata
+        value = getattr(section, f.name) if values is None else values.get(f.name)
+        default: Any = None
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif callable(f.default_factory):
+            default = f.default_factory()
+        facts = [_type_text(hints[f.name]), _range_text(meta)]
+        facts.append(f"default {shown(default)}")
+        cond = meta.get("applies")
+        if cond is not None and cond[0] in {g.name for g in dataclasses.fields(section)}:
+            facts.append(f"only when {name}.{cond[0]} is "
+                         + " or ".join(str(v) for v in cond[1]))
+        if meta.get("help"):
+            lines += ["# " + line for line in textwrap.wrap(meta["help"], 88)]
+        lines.append("#   (" + "; ".join(x for x in facts if x) + ")")
+        if value is None and default is None:
+            lines.append(f"# {f.name} =")
+        else:
+            lines.append(f"{f.name} = {toml_value('none' if value is None else value)}")
+    lines.append("")
+    return lines
 
 
 def suggest(name: str, valid: Sequence[str]) -> str:
@@ -224,7 +309,7 @@ def to_dict(cfg: Any) -> dict[str, dict[str, Any]]:
     return dataclasses.asdict(cfg)
 
 
-def _toml_value(v: Any) -> str:
+def toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
@@ -233,7 +318,7 @@ def _toml_value(v: Any) -> str:
         escaped = v.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{escaped}"'
     if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {v!r} to TOML")
 
 
@@ -249,7 +334,7 @@ def dump_toml(cfg: Any) -> str:
             lines.append(f"[{name}]")
             # None is written as "none" (read back as None): a None that is not the field's
             # default (e.g. model.reference_sd = none) must survive a save and load.
-            lines.extend(f"{k} = {_toml_value('none' if v is None else v)}"
+            lines.extend(f"{k} = {toml_value('none' if v is None else v)}"
                          for k, v in plain.items())
             lines.append("")
         for k, v in values.items():

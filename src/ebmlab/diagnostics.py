@@ -1,5 +1,11 @@
 """Sampler diagnostics: ESS, split-R̂, MCSE, acceptance rates and a trace recorder.
 
+Two families: the classic split-R̂ and ESS of the mean (BDA3), and the rank-normalised
+split-R̂ and bulk / tail ESS of Vehtari, Gelman, Simpson, Carpenter & Bürkner (2021,
+"Rank-normalization, folding, and localization: an improved R̂", Bayesian Analysis),
+which Stan, posterior and ArviZ report today: they work for heavy tails and infinite
+variance and also see chains that differ in scale, not only in location.
+
 Draws are arrays ``(n_draws, n_chains, *dims)`` (numpy or torch; what
 ``sampler.trajectory`` returns); a 1-D array is one chain. Results are numpy
 ``float64`` arrays of shape ``dims`` (0-d for scalar draws), computed for all
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -76,16 +82,18 @@ def _ess_block(x: np.ndarray) -> np.ndarray:
         rho[0] = 1.0
         # Geyer: pair sums Γₖ = ρ̂₂ₖ + ρ̂₂ₖ₊₁, kept while positive (initial positive
         # sequence), made monotone by a running minimum (initial monotone sequence).
-        k = n // 2
+        # Stan, posterior and ArviZ look at the pairs k < K = ⌊(N−1)/2⌋ (the last lags
+        # are too noisy) and sum at most K − 1 of them.
+        k = max((n - 1) // 2, 1)
         gamma = rho[0:2 * k:2] + rho[1:2 * k:2]
         keep = np.cumprod(gamma > 0, axis=0).astype(bool)
+        n_kept = np.minimum(keep.sum(axis=0), k - 1)
+        keep &= np.arange(k)[:, None] < n_kept[None]
         gamma = np.minimum.accumulate(gamma, axis=0) * keep
-        n_kept = keep.sum(axis=0)
         # τ̂ = −1 + 2 Σₖ Γₖ, plus the next even ρ̂ when positive (Stan ≥ 2.18).
         tau = -1.0 + 2.0 * gamma.sum(axis=0)
-        rho_pad = np.concatenate((rho, np.zeros((1, rho.shape[1]))), axis=0)
-        nxt = np.take_along_axis(rho_pad, np.minimum(2 * n_kept, n)[None], axis=0)[0]
-        tau = tau + np.where(n_kept < k, np.maximum(nxt, 0.0), 0.0)
+        nxt = np.take_along_axis(rho, np.minimum(2 * n_kept, n - 1)[None], axis=0)[0]
+        tau = tau + np.maximum(nxt, 0.0)
         # Antithetic chains: cap ESS at N·M·log10(N·M), as Stan does.
         tau = np.maximum(tau, 1.0 / math.log10(n * m))
         ess = n * m / tau
@@ -103,13 +111,7 @@ def effective_sample_size(samples: ArrayLike, *, split: bool = True) -> np.ndarr
     first splits each chain in halves, as BDA3 and Stan do. NaN for constant dims.
     """
     x, dims = _as_draws(samples)
-    if split:
-        x = _split(x)
-    n, m, d = x.shape
-    nfft = 1 << (2 * n - 1).bit_length()
-    block = max(1, _BLOCK_ELEMS // (nfft * m))
-    out = np.concatenate([_ess_block(x[:, :, j:j + block]) for j in range(0, d, block)])
-    return out.reshape(dims)
+    return _ess_of(_split(x) if split else x).reshape(dims)
 
 
 def split_rhat(samples: ArrayLike) -> np.ndarray:
@@ -129,6 +131,86 @@ def split_rhat(samples: ArrayLike) -> np.ndarray:
     return np.where(w > 0, rhat, np.nan).reshape(dims)
 
 
+# -- rank-normalised diagnostics (Vehtari et al. 2021) ------------------------------------
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..S of each column of ``(S, D)`` values, ties sharing their average rank."""
+    ranks = np.empty_like(x)
+    for j in range(x.shape[1]):
+        _, inverse, counts = np.unique(x[:, j], return_inverse=True, return_counts=True)
+        ends = np.cumsum(counts)
+        ranks[:, j] = (ends - (counts - 1) / 2.0)[inverse]
+    return ranks
+
+
+def rank_normalize(samples: ArrayLike) -> np.ndarray:
+    """Rank-normalised draws ``z = Φ⁻¹((r − 3/8) / (S + 1/4))`` (Vehtari et al. 2021,
+    Eq. 14): ``r`` the rank of a draw among all ``S = N·M`` draws of its dim (ties get
+    their average rank), ``Φ⁻¹`` the standard normal quantile (Blom's offsets)."""
+    x, dims = _as_draws(samples)
+    n, m, d = x.shape
+    r = _average_ranks(x.reshape(n * m, d))
+    p = torch.from_numpy((r - 0.375) / (n * m + 0.25))
+    z = torch.special.ndtri(p).numpy()
+    return z.reshape(n, m, *dims)
+
+
+def _rhat_of(x: np.ndarray) -> np.ndarray:
+    """``√(var⁺ / W)`` of ``(N, M, D)`` draws (no splitting here)."""
+    n = x.shape[0]
+    w = x.var(axis=0, ddof=1).mean(axis=0)
+    var_plus = (n - 1) / n * w + x.mean(axis=0).var(axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(w > 0, np.sqrt(var_plus / w), np.nan)
+
+
+def rank_normalized_rhat(samples: ArrayLike) -> np.ndarray:
+    """Rank-normalised split-R̂ per dim (Vehtari et al. 2021, Sec. 4.2): the larger of
+    the *bulk* R̂ (split-R̂ of the rank-normalised split chains) and the *tail* R̂ (the
+    same of the draws folded about their median, ``|x − median|``, which exposes chains
+    that differ in scale). Use it with a threshold of 1.01. Needs ≥ 2 chains after
+    splitting (any ``n_chains ≥ 1``)."""
+    x, dims = _as_draws(samples)
+    xs = _split(x)
+    bulk = _rhat_of(rank_normalize(xs).reshape(xs.shape))
+    folded = np.abs(xs - np.median(xs.reshape(-1, xs.shape[2]), axis=0))
+    tail = _rhat_of(rank_normalize(folded).reshape(xs.shape))
+    return np.fmax(bulk, tail).reshape(dims)
+
+
+def _ess_of(x: np.ndarray) -> np.ndarray:
+    """ESS of ``(N, M, D)`` draws (no splitting here), per dim."""
+    n, m, d = x.shape
+    nfft = 1 << (2 * n - 1).bit_length()
+    block = max(1, _BLOCK_ELEMS // (nfft * m))
+    return np.concatenate([_ess_block(x[:, :, j:j + block]) for j in range(0, d, block)])
+
+
+def ess_bulk(samples: ArrayLike) -> np.ndarray:
+    """Bulk effective sample size per dim (Vehtari et al. 2021, Sec. 4.3): the ESS of the
+    rank-normalised split chains; how well the centre of the distribution is explored, and
+    defined for heavy tails where the ESS of the mean is not."""
+    x, dims = _as_draws(samples)
+    xs = _split(x)
+    return _ess_of(rank_normalize(xs).reshape(xs.shape)).reshape(dims)
+
+
+def ess_tail(samples: ArrayLike, probs: tuple[float, float] = (0.05, 0.95)) -> np.ndarray:
+    """Tail effective sample size per dim (Vehtari et al. 2021, Sec. 4.3): the smaller ESS
+    of the indicators ``I(x ≤ q₀.₀₅)`` and ``I(x ≤ q₀.₉₅)`` (split chains; quantiles of all
+    draws, linear interpolation), i.e. how well the 5 % and 95 % quantiles are estimated."""
+    x, dims = _as_draws(samples)
+    flat = x.reshape(-1, x.shape[2])
+    out = []
+    for p in probs:
+        if not 0.0 < p < 1.0:
+            raise ValueError(f"probs must lie in (0, 1), got {probs!r}")
+        q = np.quantile(flat, p, axis=0)
+        out.append(_ess_of(_split((x <= q).astype(np.float64))))
+    return np.fmin(*out).reshape(dims) if len(out) == 2 else out[0].reshape(dims)
+
+
 def mcse_mean(samples: ArrayLike, *, split: bool = True) -> np.ndarray:
     """Monte-Carlo standard error of the mean per dim: ``sd / √ESS``.
 
@@ -141,7 +223,8 @@ def mcse_mean(samples: ArrayLike, *, split: bool = True) -> np.ndarray:
 
 
 def summarize(samples: ArrayLike) -> dict[str, np.ndarray]:
-    """``mean``, ``sd``, ``mcse`` (of the mean), ``ess`` and ``rhat`` per dim."""
+    """``mean``, ``sd``, ``mcse`` (of the mean), ``ess`` and ``rhat`` (classic), and
+    ``ess_bulk``, ``ess_tail`` and ``rhat_rank`` (rank-normalised), per dim."""
     x, dims = _as_draws(samples)
     flat = x.reshape(-1, x.shape[2])
     ess = effective_sample_size(samples)
@@ -152,6 +235,9 @@ def summarize(samples: ArrayLike) -> dict[str, np.ndarray]:
         "mcse": sd / np.sqrt(ess),
         "ess": ess,
         "rhat": split_rhat(samples),
+        "ess_bulk": ess_bulk(samples),
+        "ess_tail": ess_tail(samples),
+        "rhat_rank": rank_normalized_rhat(samples),
     }
 
 
@@ -180,8 +266,11 @@ def acceptance_rate(
     ``(B,)`` for one step or ``(T, B)`` for ``T`` steps. ``per_chain=True``
     returns the ``(B,)`` rate of each chain instead.
     """
-    single = isinstance(infos, (Tensor, np.ndarray)) or hasattr(infos, "accept_prob")
-    items = [infos] if single else list(infos)
+    items: list[Any]
+    if isinstance(infos, (Tensor, np.ndarray)) or hasattr(infos, "accept_prob"):
+        items = [infos]
+    else:
+        items = list(cast(Iterable[Any], infos))
     if not items:
         raise ValueError("infos is empty")
     rows = []
@@ -308,7 +397,11 @@ __all__ = [
     "TraceRecorder",
     "acceptance_rate",
     "effective_sample_size",
+    "ess_bulk",
+    "ess_tail",
     "mcse_mean",
+    "rank_normalize",
+    "rank_normalized_rhat",
     "split_rhat",
     "summarize",
 ]

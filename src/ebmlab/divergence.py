@@ -129,8 +129,8 @@ class DivergenceMonitor:
             return v if math.isfinite(v) else -1.0
 
         return {"reference": finite(self.reference), "reference_sd": finite(self.reference_sd),
-                "seen": self.seen, "armed": self.armed, "d_st": list(self._d_st), "scale": list(self._scale),
-                "sd": list(self._sd)}
+                "seen": self.seen, "armed": self.armed, "d_st": list(self._d_st),
+                "scale": list(self._scale), "sd": list(self._sd)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         def value(key: str) -> float:

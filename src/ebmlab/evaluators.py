@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from ebmlab.capabilities import has_exact_log_partition
+from ebmlab.capabilities import ExactLogPartition, has_exact_log_partition
 from ebmlab.samplers import NonFiniteError
 
 if TYPE_CHECKING:
@@ -30,6 +30,8 @@ def exact_log_partition(trainer: Trainer) -> dict[str, Any]:
     """Exact log-likelihoods of an energy with an exact ``log_partition()``. In data
     coordinates ``log p_x(x) = log p_z(z) − Σ log scale``."""
     energy, data = trainer.energy, trainer.data
+    if not isinstance(energy, nn.Module) or not isinstance(energy, ExactLogPartition):
+        raise ValueError(f"method {trainer.method.name!r}: the energy has no exact log Z")
     jac = float(data.scale.double().log().sum())
     with torch.no_grad():
         log_z = float(energy.log_partition())
@@ -52,8 +54,12 @@ def quadrature_2d(trainer: Trainer) -> dict[str, Any]:
 
 
 def test_energy(trainer: Trainer) -> dict[str, Any]:
+    """The mean energy of the test data (standardised coordinates)."""
+    energy = trainer.energy
+    if energy is None:
+        raise ValueError(f"method {trainer.method.name!r} has no energy")
     with torch.no_grad():
-        return {"energy_test": float(trainer.energy(trainer.data.test).mean())}
+        return {"energy_test": float(energy(trainer.data.test).mean())}
 
 
 def evaluate(trainer: Trainer) -> dict[str, Any]:
@@ -78,8 +84,9 @@ def long_run_check(trainer: Trainer) -> dict[str, Any]:
     Records per start the mean energy, MMD² to held-out data and, with a known data
     density, ``kde_kl`` = KL(p_data ‖ KDE of the samples); compare it with
     ``kde_kl_reference``, the same estimator on as many held-out data points (the
-    KDE's smoothing bias): samples as good as data give the same number. A start whose
-    chains become non-finite records ``{"error": ...}``.
+    KDE's smoothing bias): samples as good as data give the same number; likewise
+    ``energy_reference``, the mean energy of those held-out points. A start whose chains
+    become non-finite records ``{"error": ...}``.
     """
     from ebmlab.evaluate.mmd import mmd2
     from ebmlab.evaluate.sample_quality import kde_kl
@@ -93,10 +100,15 @@ def long_run_check(trainer: Trainer) -> dict[str, Any]:
     record["steps"] = steps
     n = min(1000, data.test.shape[0])
     rng = trainer.side_rng(1)
-    has_density = data.log_density is not None and data.bounds is not None
+    log_density, bounds = data.log_density, data.bounds
+    if log_density is None or bounds is None:
+        log_density = bounds = None  # KDE-KL needs both
     test = data.to_data_space(data.test[:n])
-    if has_density:
-        record["kde_kl_reference"] = kde_kl(data.log_density, test.cpu(), data.bounds)
+    if log_density is not None and bounds is not None:
+        record["kde_kl_reference"] = kde_kl(log_density, test.cpu(), bounds)
+    if trainer.energy is not None:
+        with torch.no_grad():
+            record["energy_reference"] = float(trainer.energy(data.test[:n]).mean())
     starts: dict[str, Tensor | None] = {"model": None}
     if target.decode is None:
         starts = {"data": data.test[:n], **starts}
@@ -120,8 +132,8 @@ def long_run_check(trainer: Trainer) -> dict[str, Any]:
             record[origin] = {"error": "non-finite samples"}
             continue
         entry["mmd2"] = mmd2(flat_xd, flat_test)
-        if has_density:
-            entry["kde_kl"] = kde_kl(data.log_density, xd.cpu(), data.bounds)
+        if log_density is not None and bounds is not None:
+            entry["kde_kl"] = kde_kl(log_density, xd.cpu(), bounds)
         record[origin] = entry
         samples[origin] = (xd, described)
     if data.dim == 2 and trainer.energy is not None:

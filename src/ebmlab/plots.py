@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import torch
@@ -66,15 +67,31 @@ def _save(fig: Figure, path: PathLike) -> Path:
     return out
 
 
-def _style_2d(ax: Axes, box: Box, title: str | None) -> None:
+MAX_ASPECT = 2.5  # a 2-D box longer than this (either way) is drawn with unequal axes
+
+
+def _figure_2d(box: Box, colorbar: bool) -> tuple[Figure, Axes, bool]:
+    """A figure whose axes have the box's shape: equal scales when the box's height/width
+    ratio is within [1/MAX_ASPECT, MAX_ASPECT], else the ratio clipped to that range and
+    unequal scales (a 6:1 box would be a thin strip). Returns ``(fig, ax, equal)``."""
+    (a, b), (c, d) = box
+    ratio = (d - c) / (b - a)
+    shown = min(max(ratio, 1 / MAX_ASPECT), MAX_ASPECT)
+    side = 4.6  # inches of the longer axis
+    w, h = (side, side * shown) if shown <= 1 else (side / shown, side)
+    fig = _new_figure(w + (1.9 if colorbar else 0.9), h + 0.9)
+    return fig, fig.add_subplot(), math.isclose(shown, ratio)
+
+
+def _style_2d(ax: Axes, box: Box, title: str | None, equal: bool = True) -> None:
     (a, b), (c, d) = box
     ax.set_xlim(a, b)
     ax.set_ylim(c, d)
-    ax.set_aspect("equal")
-    ax.set_xlabel("$x_1$")
+    ax.set_aspect("equal" if equal else "auto")
+    ax.set_xlabel("$x_1$" if equal else "$x_1$ (axes not to the same scale)")
     ax.set_ylabel("$x_2$")
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize="medium" if len(title) < 60 else "small")
 
 
 def _outside(p: np.ndarray, box: Box) -> int:
@@ -120,17 +137,16 @@ def plot_density(
     box = _box(bounds, s, d, pad=0.1)
     xs, ys, log_p, part = grid_log_density(energy, box, n_grid)
     dens = np.exp(log_p.numpy())
-    fig = _new_figure(6.0, 5.0)
-    ax = fig.add_subplot()
+    fig, ax, equal = _figure_2d(box, colorbar=True)
     (a, b), (c, e) = box
     im = ax.imshow(dens, origin="lower", extent=(a, b, c, e), cmap="viridis",
-                   interpolation="nearest", aspect="equal")
-    fig.colorbar(im, ax=ax, label=r"$p_\theta(x) = e^{-U(x)}/Z$", shrink=0.9)
+                   interpolation="nearest", aspect="equal" if equal else "auto")
+    fig.colorbar(im, ax=ax, label=r"$p_\theta(x) = e^{-U(x)}/Z$")
     if d is not None:
         _scatter(ax, d, box, "data", "white", edge="black")
     if s is not None:
         _scatter(ax, s, box, "samples", "tab:red")
-    _style_2d(ax, box, title or f"model density (log Z = {part.log_z:.4g})")
+    _style_2d(ax, box, title or f"model density (log Z = {part.log_z:.4g})", equal)
     _legend(ax)
     return _save(fig, path)
 
@@ -146,13 +162,12 @@ def plot_samples(
     s = _points(samples, "samples")
     d = None if data is None else _points(data, "data")
     box = _box(bounds, s, d, pad=0.1)
-    fig = _new_figure(5.5, 5.0)
-    ax = fig.add_subplot()
+    fig, ax, equal = _figure_2d(box, colorbar=False)
     if d is not None:
         _scatter(ax, d, box, "data", "0.55")
     _scatter(ax, s, box, "samples", "tab:blue")
     ax.grid(True, lw=0.3, alpha=0.5)
-    _style_2d(ax, box, title or "samples")
+    _style_2d(ax, box, title or "samples", equal)
     _legend(ax)
     return _save(fig, path)
 
@@ -175,8 +190,7 @@ def plot_trajectories(
         raise ValueError(f"n_show must be an integer >= 1, got {n_show!r}")
     shown = t[:, :n_show]
     box = _box(bounds, shown.reshape(-1, 2), pad=0.1)
-    fig = _new_figure(6.0, 5.0)
-    ax = fig.add_subplot()
+    fig, ax, equal = _figure_2d(box, colorbar=energy is not None)
     if energy is not None:
         xs, ys, log_p, _ = grid_log_density(energy, box, n_grid)
         lp = log_p.numpy()
@@ -185,7 +199,7 @@ def plot_trajectories(
         levels = np.linspace(top - 12.0, top, 13)
         cs = ax.contourf(xs.numpy(), ys.numpy(), np.maximum(lp, top - 12.0), levels=levels,
                          cmap="Greys", alpha=0.8)
-        fig.colorbar(cs, ax=ax, label=r"$\log p_\theta(x)$", shrink=0.9)
+        fig.colorbar(cs, ax=ax, label=r"$\log p_\theta(x)$")
     colors = [f"C{i % 10}" for i in range(shown.shape[1])]
     for i in range(shown.shape[1]):
         path_i = shown[:, i]
@@ -194,7 +208,8 @@ def plot_trajectories(
         ax.plot(*path_i[-1], "*", ms=8, color=colors[i], mec="black", mew=0.5)
     ax.plot([], [], "o", ms=4, color="0.5", mec="black", label="start")
     ax.plot([], [], "*", ms=8, color="0.5", mec="black", label="end")
-    _style_2d(ax, box, title or f"{shown.shape[1]} of {t.shape[1]} chains, {t.shape[0]} states")
+    _style_2d(ax, box, title or f"{shown.shape[1]} of {t.shape[1]} chains, {t.shape[0]} states",
+              equal)
     _legend(ax, markerscale=1.0)
     return _save(fig, path)
 
@@ -250,23 +265,46 @@ __all__ = ["plot_density", "plot_image_grid", "plot_samples", "plot_traces", "pl
 
 def _correlation(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
     """Sample cross-correlation ``corr(a_t, b_{t+k})`` for ``k = −max_lag..max_lag``."""
-    a = (a - a.mean()) / (a.std() or 1.0)
-    b = (b - b.mean()) / (b.std() or 1.0)
+    sa, sb = float(a.std()), float(b.std())
+    a = (a - a.mean()) / (sa if sa > 0 else 1.0)
+    b = (b - b.mean()) / (sb if sb > 0 else 1.0)
     n = len(a)
-    lags = np.arange(-max_lag, max_lag + 1)
+    lags = range(-max_lag, max_lag + 1)
     vals = np.array([np.mean(a[max(0, -k):n - max(0, k)] * b[max(0, k):n - max(0, -k)])
                      for k in lags])
-    return lags, vals
+    return np.array(lags), vals
+
+
+def _lag_spacing(iterations: np.ndarray) -> float:
+    """Iterations between logged records (their median spacing; 1 if unknown)."""
+    gaps = np.diff(iterations)
+    gaps = gaps[gaps > 0]
+    return float(np.median(gaps)) if gaps.size else 1.0
+
+
+def _correlation_panel(ax: Axes, lags: np.ndarray, vals: np.ndarray, n: int, spacing: float,
+                       title: str) -> None:
+    """Bars at lags in iterations, the white-noise 95 % band ±1.96/√n, and a y-range that
+    fits the bars and the band (not a fixed [−1, 1] that flattens small correlations)."""
+    band = 1.96 / math.sqrt(n)
+    ax.axhspan(-band, band, color="tab:blue", alpha=0.12, lw=0, label="±1.96/√n (no correlation)")
+    ax.bar(lags * spacing, vals, width=0.8 * spacing, color="tab:gray")
+    ax.axhline(0.0, color="black", lw=0.6)
+    low, high = min(float(vals.min()), -band), max(float(vals.max()), band)
+    pad = 0.12 * (high - low)
+    ax.set(xlabel="lag (iterations)", ylim=(low - pad, high + pad), title=title)
+    ax.legend(fontsize="x-small", loc="upper right")
 
 
 def plot_diagnosis(records: list[dict[str, float]], path: PathLike,
-                   title: str | None = None) -> Path:
+                   title: str | None = None, sampler: str | None = None) -> Path:
     """The Anatomy paper's learning diagnosis from logged iterations.
 
     Top: ``d_st = mean U(x⁺) − mean U(x⁻)`` with the zero line (stable learning
-    oscillates around 0) and ``r_t`` (average Langevin gradient magnitude, which
-    settles at a constant); bottom: auto-correlations of both and their
-    cross-correlation.
+    oscillates around 0) and ``r_t = s · mean ‖∇U‖`` along the negatives' chains
+    (Anatomy's average gradient term, which settles at a constant; ``sampler`` names the
+    sampler, Langevin in the paper); bottom: the auto-correlations of both (lags ≥ 1, in
+    iterations) and their cross-correlation, each scaled to its values.
     """
     rows = [r for r in records if "d_st" in r and "r_t" in r]
     if len(rows) < 2:
@@ -274,6 +312,7 @@ def plot_diagnosis(records: list[dict[str, float]], path: PathLike,
     it = np.array([r["iteration"] for r in rows], dtype=float)
     d = np.array([r["d_st"] for r in rows], dtype=float)
     rt = np.array([r["r_t"] for r in rows], dtype=float)
+    spacing = _lag_spacing(it)
     fig = _new_figure(10.0, 6.5)
     axes = fig.subplots(2, 3)
     ax = axes[0, 0]
@@ -282,18 +321,21 @@ def plot_diagnosis(records: list[dict[str, float]], path: PathLike,
     ax.set(xlabel="iteration", ylabel="d_st", title="energy difference d_st")
     ax = axes[0, 1]
     ax.plot(it, rt, lw=0.8, color="tab:orange")
-    ax.set(xlabel="iteration", ylabel="r_t", title="Langevin gradient r_t")
+    who = f"{sampler} negatives" if sampler else "negatives"
+    ax.set(xlabel="iteration", ylabel=r"$r_t = s\cdot$mean$\|\nabla U\|$",
+           title=f"gradient term r_t ({who})")
     ax = axes[0, 2]
     ax.hist(d, bins=min(40, max(5, len(d) // 5)), color="tab:blue", alpha=0.8)
     ax.axvline(0.0, color="black", lw=0.8, ls="--")
-    ax.set(xlabel="d_st", ylabel="count", title=f"d_st: mean {d.mean():.3g}")
+    ax.set(xlabel="d_st", ylabel="count", title=f"d_st: mean {d.mean():.3g}, sd {d.std():.3g}")
     max_lag = max(1, min(50, len(d) // 4))
     for ax, (a, b, name) in zip(axes[1], ((d, d, "auto-corr. d_st"), (rt, rt, "auto-corr. r_t"),
                                           (d, rt, "cross-corr. d_st, r_t")), strict=True):
         lags, vals = _correlation(a, b, max_lag)
-        ax.bar(lags, vals, width=0.8, color="tab:gray")
-        ax.axhline(0.0, color="black", lw=0.6)
-        ax.set(xlabel="lag (logged iterations)", ylim=(-1.05, 1.05), title=name)
+        if a is b:  # symmetric, and 1 at lag 0 by definition: lags 1..max_lag
+            keep = lags >= 1
+            lags, vals, name = lags[keep], vals[keep], f"{name} (lag 0 = 1)"
+        _correlation_panel(ax, lags, vals, len(a), spacing, name)
     for ax in axes.flat:
         ax.grid(alpha=0.3)
     if title:
@@ -301,35 +343,101 @@ def plot_diagnosis(records: list[dict[str, float]], path: PathLike,
     return _save(fig, path)
 
 
+LONGRUN_STARTS = (("data", "from held-out data", "tab:blue"),
+                  ("model", "from the model's own start", "tab:red"))
+
+
 def plot_longrun(records: list[dict], path: PathLike) -> Path:
-    """Long-run check over training: sample quality (KDE-KL or MMD²) and energy, by start."""
+    """The long-run check: sample quality (KDE-KL to the data density, or MMD² to held-out
+    data) and mean energy of chains ``longrun_factor``× longer than in training, by start,
+    next to what held-out data score (the KDE's own bias; the data's mean energy).
+
+    One check (the default, at the end) is drawn as bars; checks at several iterations
+    (``train.longrun_every``) as curves over training. The reference is always inside the
+    y-range; a logarithmic axis is used when values span more than 30×."""
     if not records:
         raise ValueError("no long-run records to plot")
-    metric = "kde_kl" if any("kde_kl" in r.get("data", {}) for r in records) else "mmd2"
-    fig = _new_figure(9.0, 3.6)
-    ax_q, ax_e = fig.subplots(1, 2)
-    for origin, color in (("data", "tab:blue"), ("model", "tab:red")):
-        pts = [(r["iteration"], r[origin]) for r in records
-               if isinstance(r.get(origin), dict) and metric in r[origin]]
-        if not pts:
-            continue
-        its = [p[0] for p in pts]
-        label = "from data" if origin == "data" else "from the model's own start"
-        ax_q.plot(its, [p[1][metric] for p in pts], "o-", color=color, label=label)
-        if all("energy" in p[1] for p in pts):
-            ax_e.plot(its, [p[1]["energy"] for p in pts], "o-", color=color, label=label)
-    ref = [(r["iteration"], r["kde_kl_reference"]) for r in records if "kde_kl_reference" in r]
-    if metric == "kde_kl" and ref:
-        ax_q.plot([p[0] for p in ref], [p[1] for p in ref], "--", color="gray",
-                  label="held-out data (KDE bias)")
+    entries = [r[o] for r in records for o in ("data", "model") if isinstance(r.get(o), dict)]
+    metric = "kde_kl" if any("kde_kl" in e for e in entries) else "mmd2"
+    quality = {"kde_kl": "KDE-KL(p_data ‖ samples) (nats)",
+               "mmd2": "MMD² to held-out data (≈ 0 for data)"}
+    panels = ((metric, "kde_kl_reference" if metric == "kde_kl" else None, quality[metric],
+               "sample quality (lower is better)"),
+              ("energy", "energy_reference", "mean U (standardised units)", "mean energy"))
     steps = records[-1].get("steps", "?")
-    ax_q.set(xlabel="iteration", ylabel=metric,
-             title=f"long-run ({steps} steps) sample quality")
-    ax_e.set(xlabel="iteration", ylabel="mean U", title="long-run mean energy")
-    for ax in (ax_q, ax_e):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    fig = _new_figure(9.5, 3.8)
+    axes = fig.subplots(1, 2)
+    single = len({r["iteration"] for r in records}) == 1
+    for ax, (key, ref_key, ylabel, name) in zip(axes, panels, strict=True):
+        shown: list[float] = []
+        if single:
+            r = records[-1]
+            labels, values, colors = [], [], []
+            if ref_key and ref_key in r:
+                labels.append("held-out data\n(reference)")
+                values.append(float(r[ref_key]))
+                colors.append("0.6")
+            for origin, label, color in LONGRUN_STARTS:
+                entry = r.get(origin)
+                if isinstance(entry, dict) and key in entry:
+                    labels.append(label.replace("from ", "from\n", 1))
+                    values.append(float(entry[key]))
+                    colors.append(color)
+                elif isinstance(entry, dict) and "error" in entry:
+                    labels.append(label.replace("from ", "from\n", 1) + "\n(failed)")
+                    values.append(float("nan"))
+                    colors.append(color)
+            xs = np.arange(len(values))
+            ax.bar(xs, np.nan_to_num(values), color=colors, width=0.6)
+            for x, v in zip(xs, values, strict=True):
+                ax.annotate(f"{v:.3g}", (x, 0 if not math.isfinite(v) else v),
+                            ha="center", va="bottom", fontsize="small",
+                            xytext=(0, 2), textcoords="offset points")
+            ax.set_xticks(xs, labels, fontsize="small")
+            ax.axhline(0.0, color="black", lw=0.6)
+            shown = [v for v in values if math.isfinite(v)]
+            ax.set_title(f"{name}, iteration {r['iteration']}", fontsize="medium")
+        else:
+            for origin, label, color in LONGRUN_STARTS:
+                pts = [(r["iteration"], r[origin][key]) for r in records
+                       if isinstance(r.get(origin), dict) and key in r[origin]]
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), "o-", color=color, label=label, ms=4)
+                    shown += [p[1] for p in pts]
+            ref = [(r["iteration"], r[ref_key]) for r in records if ref_key and ref_key in r]
+            if ref:
+                ax.plot(*zip(*ref, strict=True), "--", color="0.4",
+                        label="held-out data (reference)")
+                shown += [p[1] for p in ref]
+            ax.set_xlabel("iteration")
+            ax.set_title(name, fontsize="medium")
+            if shown:
+                ax.legend(fontsize="x-small")
+        finite = [v for v in shown if math.isfinite(v)]
+        if finite and min(finite) > 0 and max(finite) / min(finite) > 30:
+            ax.set_yscale("log")
+        elif finite:
+            low, high = min(min(finite), 0.0), max(max(finite), 0.0)
+            pad = 0.15 * (high - low or 1.0)
+            ax.set_ylim(low - (pad if low < 0 else 0), high + pad)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"long-run check: chains of {steps} steps", fontsize="medium")
     return _save(fig, path)
+
+
+@overload
+def plot_image_grid(images: ArrayLike, path: None = None, nrow: int | None = None,
+                    title: str | None = None, *, image_shape: tuple[int, ...] | None = None,
+                    value_range: tuple[float, float] | None = None, cmap: str = "gray",
+                    padding: int = 1) -> Figure: ...
+
+
+@overload
+def plot_image_grid(images: ArrayLike, path: PathLike, nrow: int | None = None,
+                    title: str | None = None, *, image_shape: tuple[int, ...] | None = None,
+                    value_range: tuple[float, float] | None = None, cmap: str = "gray",
+                    padding: int = 1) -> Path: ...
 
 
 def plot_image_grid(

@@ -2,7 +2,8 @@
 
     run = ebmlab.load_run("runs/8gaussians")
     run.energy        # the trained model's U(x) in YOUR data coordinates: p(x) ∝ exp(−U(x))
-    run.sample(1000)  # model samples in your data coordinates (the method's own sampling)
+    run.sample(1000)  # model samples in your data coordinates (the method's own sampling);
+                      # fresh ones on every call, run.sample(1000, seed=0) to repeat them
     run.method        # the method (its samplers, chains, networks), standardised coordinates
     run.config        # the resolved RunConfig
     run.summary       # summary.json as a dict ({} while unfinished)
@@ -14,6 +15,7 @@ internal: ``run.energy`` and ``run.sample`` speak the data's units.
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +57,27 @@ class Run:
 
     @property
     def summary(self) -> dict[str, Any]:
+        """``summary.json`` as a dict, read when asked (``{}`` while the run is unfinished)."""
         path = self.path / SUMMARY_FILE
         return json.loads(path.read_text()) if path.exists() else {}
 
-    def sample(self, n: int, n_steps: int | None = None, seed: int = 0) -> Tensor:
+    def sample(self, n: int, n_steps: int | None = None, seed: int | None = None) -> Tensor:
         """``n`` samples in data coordinates; see :meth:`draw`."""
         return self.draw(n, n_steps, seed)[0]
 
-    def draw(self, n: int, n_steps: int | None = None, seed: int = 0) -> tuple[Tensor, str]:
+    def draw(self, n: int, n_steps: int | None = None,
+             seed: int | None = None) -> tuple[Tensor, str]:
         """``n`` model samples in data coordinates and where they come from, as the method
         draws them (:meth:`ebmlab.methods.Method.sample`): its sampler from its chain start
-        for its usual number of steps, or ``n_steps``."""
+        for its usual number of steps, or ``n_steps``.
+
+        ``seed=None`` (default) draws fresh samples on every call from a seed taken from
+        the operating system's entropy (kept in :attr:`last_seed`, so a draw can be
+        repeated); an integer ``seed`` gives the same samples every time. Neither touches
+        torch's global random state."""
+        if seed is None:
+            seed = secrets.randbits(63)
+        self.last_seed: int = seed
         rng = torch.Generator(device=self.trainer.device).manual_seed(seed)
         x, origin = self.trainer.model_samples(n, rng, n_steps=n_steps)
         if x is None:

@@ -21,7 +21,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,10 @@ from ebmlab.distributed import (
 from ebmlab.divergence import DivergenceMonitor
 from ebmlab.experiment import Data, DataSpaceEnergy, RunConfig, build_method, load_data
 from ebmlab.methods import Batch, Method, StepOutput
+from ebmlab.provenance import header as provenance_header
+from ebmlab.provenance import provenance
 from ebmlab.samplers import NonFiniteError
+from ebmlab.threads import num_threads
 
 METRICS_FILE = "metrics.jsonl"
 LONGRUN_FILE = "longrun.jsonl"
@@ -106,11 +109,12 @@ class Trainer:
     lr_factor: float = 1.0
     rollbacks: int = 0
     seconds: float = 0.0  # training time, summed over resumes
+    # One entry per session (start, each resume): versions, command line, git commit
+    # (ebmlab.provenance), kept in checkpoints, summary.json and config.toml's header.
+    sessions: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         t = self.cfg.train
-        if t.threads:
-            torch.set_num_threads(t.threads)
         if not self.dist.is_main:
             self.log = _quiet  # rank 0 alone logs
         try:
@@ -139,7 +143,9 @@ class Trainer:
         # One random stream per process: seed + rank (a single process: the seed itself).
         self.rng = torch.Generator(device=self.device).manual_seed(t.seed + self.dist.rank)
         self.monitor = DivergenceMonitor(check_d_st=self.method.d_st_settles)
-        self._tb = None
+        self.last_evaluation: dict[str, Any] | None = None
+        self._tb: Any = None  # the TensorBoard SummaryWriter, opened at the first record
+        self._tb_purge: int | None = None  # steps from here on are stale (resume, rollback)
         self._last_ckpt: int | None = None
 
     # -- pieces -------------------------------------------------------------------------
@@ -173,6 +179,7 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             **per_rank,
             "monitor": self.monitor.state_dict(),
+            "sessions": self.sessions,
         }
 
     def load_state(self, state: dict[str, Any], source: str = "checkpoint") -> None:
@@ -204,7 +211,9 @@ class Trainer:
         self.rollbacks = int(state["rollbacks"])
         self.seconds = float(state.get("seconds", 0.0))
         self.monitor.load_state_dict(state.get("monitor", {}))
+        self.sessions = [dict(s) for s in state.get("sessions", [])]
         self._last_ckpt = self.iteration
+        self._tb_purge = self.iteration + 1  # TensorBoard hides what was logged after it
 
     def checkpoint(self) -> Path:
         """Write a checkpoint (rank 0 writes; with several processes all ranks take part
@@ -215,6 +224,8 @@ class Trainer:
             path = save_checkpoint(self.out, self.iteration, state)
         barrier(self.dist)
         self._last_ckpt = self.iteration
+        if self._tb is not None:
+            self._tb.flush()
         return path
 
     def data_space_energy(self) -> DataSpaceEnergy:
@@ -314,6 +325,10 @@ class Trainer:
         after that checkpoint would; then nothing is evaluated and ``{}`` is returned.
         Ctrl-C writes a checkpoint (unless learning looks unstable) and re-raises.
         """
+        with num_threads(self.cfg.train.threads):  # train.threads, for this call only
+            return self._fit(until)
+
+    def _fit(self, until: int | None) -> dict[str, Any]:
         t = self.cfg.train
         stop = t.iterations if until is None else min(until, t.iterations)
         progress = _Progress(t.iterations, self.iteration, t.progress and self.dist.is_main,
@@ -386,9 +401,9 @@ class Trainer:
             except CheckpointError:
                 state = None
             if state is not None:
-                rollbacks = self.rollbacks + 1
+                rollbacks, sessions = self.rollbacks + 1, self.sessions
                 self.load_state(state)
-                self.rollbacks = rollbacks
+                self.rollbacks, self.sessions = rollbacks, sessions
                 self.lr_factor *= t.rollback_lr_factor
                 self.monitor.reset()
                 if self.dist.is_main:
@@ -404,20 +419,55 @@ class Trainer:
     def _log_metrics(self, record: dict[str, Any]) -> None:
         with open(self.out / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
-        if self.cfg.train.tensorboard:
-            if self._tb is None:
-                from torch.utils.tensorboard import SummaryWriter
+        self._tb_scalars("", record)
 
-                self._tb = SummaryWriter(str(self.out / "tensorboard"))
-            for k, v in record.items():
-                if k != "iteration":
-                    self._tb.add_scalar(k, v, record["iteration"])
+    # -- TensorBoard (train.tensorboard) --------------------------------------------------
+    def _tb_writer(self) -> Any:
+        """The run's SummaryWriter, or ``None`` when TensorBoard is off. After a resume or
+        a rollback to iteration T it is reopened with ``purge_step = T + 1``: the steps
+        logged after the checkpoint are hidden, so no step appears twice."""
+        if not self.cfg.train.tensorboard:
+            return None
+        if self._tb is None or self._tb_purge is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            if self._tb is not None:
+                self._tb.close()
+            self._tb = SummaryWriter(str(self.out / "tensorboard"), purge_step=self._tb_purge)
+            self._tb_purge = None
+        return self._tb
+
+    def _tb_scalars(self, prefix: str, values: Mapping[str, Any]) -> None:
+        """Every finite number of ``values`` (nested mappings flattened with ``/``)."""
+        tb = self._tb_writer()
+        if tb is None:
+            return
+        for k, v in values.items():
+            if isinstance(v, Mapping):
+                self._tb_scalars(f"{prefix}{k}/", v)
+            elif (isinstance(v, (int, float)) and not isinstance(v, bool) and k != "iteration"
+                  and math.isfinite(v)):
+                tb.add_scalar(f"{prefix}{k}", v, self.iteration)
+
+    def _tb_figures(self, paths: list[Path]) -> None:
+        """The run's figures as TensorBoard images at this iteration."""
+        tb = self._tb_writer()
+        if tb is None:
+            return
+        from matplotlib.image import imread
+
+        for path in paths:
+            if path.suffix == ".png" and path.exists():
+                tb.add_image(f"figures/{path.stem}", imread(path)[..., :3], self.iteration,
+                             dataformats="HWC")
 
     # -- evaluation, plots, long-run check ------------------------------------------------
     def evaluate(self) -> dict[str, Any]:
+        """Every exact number the model allows (kept as ``last_evaluation`` for figures)."""
         from ebmlab.evaluators import evaluate
 
-        return evaluate(self)
+        self.last_evaluation = evaluate(self)
+        return self.last_evaluation
 
     def long_run_check(self) -> dict[str, Any]:
         from ebmlab.evaluators import long_run_check
@@ -425,15 +475,19 @@ class Trainer:
         record = long_run_check(self)
         with open(self.out / LONGRUN_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
+        self._tb_scalars("longrun/", {k: v for k, v in record.items() if k != "steps"})
         return record
 
-    def plots(self) -> None:
+    def plots(self) -> list[Path]:
         from ebmlab.plot_run import plot_run
 
-        plot_run(self.out, self)
+        written = plot_run(self.out, self)
+        self._tb_figures([*written, *sorted(self.out.glob("longrun_*.png"))])
+        return written
 
     def finish(self) -> dict[str, Any]:
         evaluation = self.evaluate()
+        self._tb_scalars("eval/", evaluation)
         longrun = self.long_run_check()
         self.plots()
         target = self.method.target()
@@ -441,10 +495,13 @@ class Trainer:
         summary = {**evaluation, "seconds": round(self.seconds, 2), "longrun": longrun,
                    "method": self.method.name,
                    "sampler": repr(target.sampler) if target is not None else None,
-                   "rollbacks": self.rollbacks, "unsettled": unsettled}
+                   "rollbacks": self.rollbacks, "unsettled": unsettled,
+                   "provenance": self.sessions[-1] if self.sessions else None,
+                   "sessions": self.sessions}
         (self.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
         if self._tb is not None:
             self._tb.close()
+            self._tb = None
         failed = [f"{origin}: {v['error']}" for origin, v in longrun.items()
                   if isinstance(v, Mapping) and "error" in v]
         if unsettled:
@@ -505,9 +562,17 @@ def _is_failed_start(out: Path) -> bool:
         and not any((out / "checkpoints").glob("ckpt-*"))
 
 
-def start_run(cfg: RunConfig, out: Path, dist: Dist = SINGLE) -> Trainer:
+def write_config(trainer: Trainer) -> None:
+    """``config.toml``: the resolved config under a header naming what wrote it."""
+    text = provenance_header(trainer.sessions) + dump_toml(trainer.cfg)
+    (trainer.out / CONFIG_FILE).write_text(text, encoding="utf-8")
+
+
+def start_run(cfg: RunConfig, out: Path, command: Sequence[str] | None = None,
+              dist: Dist = SINGLE) -> Trainer:
     """A new run in ``out``, which must not exist yet, be empty, or hold only what a run
-    that failed before its first checkpoint left (that is cleared). With several processes
+    that failed before its first checkpoint left (that is cleared). ``command`` is the
+    command line recorded with the run (default ``sys.argv``). With several processes
     every rank checks and builds, rank 0 alone writes."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not _is_failed_start(out))):
         raise ConfigError(f"run directory {out} already exists; use --resume {out} to continue "
@@ -528,7 +593,9 @@ def start_run(cfg: RunConfig, out: Path, dist: Dist = SINGLE) -> Trainer:
             for p in out.iterdir():
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
         out.mkdir(parents=True, exist_ok=True)
-        (out / CONFIG_FILE).write_text(dump_toml(cfg))
+    trainer.sessions = [{**provenance(command), "from_iteration": 0}]
+    if dist.is_main:
+        write_config(trainer)
     barrier(dist)
     return trainer
 
@@ -550,9 +617,11 @@ def load_newest_checkpoint(out: Path, log: Callable[[str], None] = _stderr
     return state, folder
 
 
-def resume_run(cfg: RunConfig, out: Path, dist: Dist = SINGLE) -> Trainer:
+def resume_run(cfg: RunConfig, out: Path, command: Sequence[str] | None = None,
+               dist: Dist = SINGLE) -> Trainer:
     """Continue the run in ``out`` from its newest good checkpoint. ``cfg`` may differ from
-    the saved config only in :data:`ebmlab.experiment.RESUME_SAFE` keys."""
+    the saved config only in :data:`ebmlab.experiment.RESUME_SAFE` keys; ``command`` as for
+    :func:`start_run`."""
     from ebmlab.experiment import check_resume_changes
     from ebmlab.run import load_run_config
 
@@ -560,11 +629,12 @@ def resume_run(cfg: RunConfig, out: Path, dist: Dist = SINGLE) -> Trainer:
     state, _ = load_newest_checkpoint(out, log=_stderr if dist.is_main else _quiet)
     trainer = Trainer(cfg, out, dist=dist)
     trainer.load_state(state)
+    trainer.sessions.append({**provenance(command), "from_iteration": trainer.iteration})
     barrier(dist)  # every rank has read the checkpoint before rank 0 touches the run files
     if dist.is_main:
         _truncate_log(out / METRICS_FILE, trainer.iteration)
         _truncate_log(out / LONGRUN_FILE, trainer.iteration)
-        (out / CONFIG_FILE).write_text(dump_toml(cfg))
+        write_config(trainer)
     return trainer
 
 

@@ -273,11 +273,15 @@ _CIFAR_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": 
 
 def _numpy_globals() -> dict[tuple[str, str], Any]:
     """The only globals a CIFAR batch pickle may reference: numpy array reconstruction."""
-    try:
-        from numpy._core import multiarray, numeric  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray, numeric
     import _codecs
+    import importlib
+
+    try:
+        core = importlib.import_module("numpy._core")  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        core = importlib.import_module("numpy.core")
+    multiarray = importlib.import_module(f"{core.__name__}.multiarray")
+    numeric = importlib.import_module(f"{core.__name__}.numeric")
 
     allowed: dict[tuple[str, str], Any] = {
         ("numpy", "ndarray"): np.ndarray,

@@ -50,6 +50,11 @@ class AnalyticEnergy(nn.Module):
 class Gaussian(AnalyticEnergy):
     """``U(x) = ½ (x−μ)ᵀ Σ⁻¹ (x−μ)`` (unnormalised), ``log Z = ½ d log 2π + ½ log det Σ``."""
 
+    mean: Tensor  # buffers (registered in __init__), declared for type checkers
+    cov: Tensor
+    chol: Tensor
+    precision: Tensor
+
     def __init__(self, mean: Sequence[float] | Tensor, cov: Sequence | Tensor | None = None):
         super().__init__()
         mean_t = torch.as_tensor(mean, dtype=torch.float64).reshape(-1)
@@ -90,6 +95,10 @@ class GaussianMixture(AnalyticEnergy):
 
     ``stds`` is one number or one per component; ``weights`` default to uniform.
     """
+
+    means: Tensor  # buffers
+    stds: Tensor
+    log_weights: Tensor
 
     def __init__(
         self,
@@ -148,6 +157,9 @@ class Rings(AnalyticEnergy):
     does not exist in the plane, so ``log Z = log(1 − mean_k Φ(−rₖ/sd))`` exactly and
     ``sample`` draws the radius from the normal truncated to ``r > 0``.
     """
+
+    radii: Tensor  # buffers
+    sd: Tensor
 
     def __init__(self, radii: Sequence[float] = (1.0, 2.0, 3.0, 4.0), sd: float = 0.15):
         super().__init__()

@@ -267,6 +267,15 @@ class GaussianBernoulliRBM(nn.Module):
         return self.b + h @ self.B.T + self._randn((h.shape[0], self.n_visible), generator)
 
     @torch.no_grad()
+    def visible_mean(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``E[x' | h] = b + Bh`` with ``h ~ p(h | x)``: the noise-free mean of a Gibbs
+        chain's next visible draw, ``(N, d)``. A draw ``x ~ N(b + Bh, I)`` carries unit
+        noise per pixel (in standardised units, as large as the pixels' spread), so
+        figures show this mean: what the chains are at, without the noise."""
+        h = self.sample_hidden(self._flatten(x).to(self.B.dtype), generator)
+        return self.b + h @ self.B.T
+
+    @torch.no_grad()
     def gibbs(
         self,
         x: Tensor,

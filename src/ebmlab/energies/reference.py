@@ -27,7 +27,11 @@ class GaussianReference(nn.Module):
         return self.energy(x) + x.reshape(x.shape[0], -1).square().sum(1) / (2 * self.sd**2)
 
     def features(self, x: Tensor) -> Tensor:
-        return self.energy.features(x)
+        """The wrapped network's features (for SVGD's feature kernel)."""
+        inner = getattr(self.energy, "features", None)
+        if not callable(inner):
+            raise AttributeError(f"{type(self.energy).__name__} has no features()")
+        return inner(x)
 
     def extra_repr(self) -> str:
         return f"sd={self.sd:g}"

@@ -62,6 +62,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,11 +96,12 @@ class QuadratureWarning(UserWarning):
 def as_box(bounds: BoundsLike) -> Box:
     """Normalise ``(lo, hi)`` (both axes) or ``((lo_x, hi_x), (lo_y, hi_y))`` to the latter."""
     try:
-        if len(bounds) == 2 and all(np.ndim(b) == 0 for b in bounds):
-            lo, hi = float(bounds[0]), float(bounds[1])  # type: ignore[arg-type]
+        given: Any = bounds  # either form: told apart at run time
+        if len(given) == 2 and all(np.ndim(b) == 0 for b in given):
+            lo, hi = float(given[0]), float(given[1])
             box = ((lo, hi), (lo, hi))
         else:
-            (a, b), (c, d) = bounds  # type: ignore[misc]
+            (a, b), (c, d) = given
             box = ((float(a), float(b)), (float(c), float(d)))
     except (TypeError, ValueError):
         raise ValueError(
@@ -255,7 +257,7 @@ class PartitionResult:
     mass_outside: float = 0.0
     outer_box: Box | None = None
     tail_converged: bool = True
-    log_z_box: float | None = None
+    log_z_box: float = math.nan  # always set by the quadrature
 
     def __float__(self) -> float:
         return self.log_z
@@ -269,10 +271,10 @@ def _border_mask(n: int) -> Tensor:
 
 
 def _scaled_box(box: Box, factor: float) -> Box:
-    return tuple(  # type: ignore[return-value]
-        ((lo + hi) / 2 - factor * (hi - lo) / 2, (lo + hi) / 2 + factor * (hi - lo) / 2)
-        for lo, hi in box
-    )
+    """The box scaled by ``factor`` about its centre."""
+    (a, b), (c, d) = box
+    return (((a + b) / 2 - factor * (b - a) / 2, (a + b) / 2 + factor * (b - a) / 2),
+            ((c + d) / 2 - factor * (d - c) / 2, (c + d) / 2 + factor * (d - c) / 2))
 
 
 def _ring_points(box: Box, k: int, n_outer: int) -> tuple[Tensor, float]:

@@ -98,7 +98,9 @@ class MaximumLikelihood(Method):
         if target_accept is not None and not 0 < target_accept < 1:
             raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
         # Only a Metropolis sampler reports an acceptance to adapt to; others keep their step.
-        self.target_accept = target_accept if isinstance(sampler, _Metropolis) else None
+        self.adapted = sampler if isinstance(sampler, _Metropolis) and target_accept is not None \
+            else None
+        self.target_accept = target_accept if self.adapted is not None else None
         self.adapt_rate = adapt_rate
 
     def modules(self) -> dict[str, nn.Module]:
@@ -145,23 +147,25 @@ class MaximumLikelihood(Method):
         metrics["r_t"] = step * float(torch.stack(grad_norms).mean())
         if accepts:
             metrics["accept"] = float(torch.stack(accepts).mean())
-            if self.target_accept is not None:
-                self.sampler.step_size *= math.exp(
+            if self.adapted is not None and self.target_accept is not None:
+                self.adapted.step_size *= math.exp(
                     self.adapt_rate * (metrics["accept"] - self.target_accept))
-                metrics["step_size"] = self.sampler.step_size
+                metrics["step_size"] = self.adapted.step_size
         return StepOutput(losses={"energy": loss}, metrics=metrics, negatives=x_neg)
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {} if self.chains is None else {
             f"chains.{k}": v for k, v in self.chains.state_dict().items()}
-        if self.target_accept is not None:
-            state["step_size"] = self.sampler.step_size
+        if self.adapted is not None:
+            state["step_size"] = self.adapted.step_size
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         state = dict(state)
-        if "step_size" in state:
-            self.sampler.step_size = float(state.pop("step_size"))
+        if "step_size" in state:  # the adapted step (a fixed step comes from the config)
+            step_size = float(state.pop("step_size"))
+            if self.adapted is not None:
+                self.adapted.step_size = step_size
         if self.chains is not None:
             self.chains.load_state_dict({k[7:]: v for k, v in state.items()
                                          if k.startswith("chains.")})

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from ebmlab.chains import ChainSource, GeneratorInit
 from ebmlab.config import ConfigError, option
+from ebmlab.generators import Generator
 from ebmlab.methods.base import (
     Batch,
     Method,
@@ -109,7 +110,7 @@ class SteinGAN(Method):
     def __init__(
         self,
         energy: nn.Module,
-        generator: nn.Module,
+        generator: Generator,
         sampler: SVGD,
         *,
         kernel: str = "rbf",
@@ -143,11 +144,7 @@ class SteinGAN(Method):
 
     def generate(self, n: int, rng: torch.Generator | None = None) -> Tensor:
         """``n`` generator samples ``G(ξ)``, ξ ~ N(0, I), shaped like the data."""
-        p = next(self.generator.parameters(), None)
-        z = torch.randn(n, self.generator.latent_dim, generator=rng,
-                        device=None if p is None else p.device,
-                        dtype=None if p is None else p.dtype)
-        return self.generator(z)
+        return self.generator(self.generator.sample_latent(n, rng))
 
     def _generate_for_sampling(self, n: int, rng: torch.Generator | None) -> Tensor:
         with torch.no_grad(), frozen(self.generator):  # eval mode: no batch-norm updates

@@ -340,8 +340,10 @@ def drive(
     info: StepInfo | None = None
     pending: list[tuple[int, StepInfo]] = []
     fused = None
-    if getattr(sampler, "compile", False) and callback is None and keep is None:
-        fused = sampler.fused_steps(energy)
+    make_fused = getattr(sampler, "fused_steps", None)  # samplers with compile=True
+    if getattr(sampler, "compile", False) and make_fused is not None and callback is None \
+            and keep is None:
+        fused = make_fused(energy)
     with frozen(energy, getattr(sampler, "features", None)):
         if state is None:
             state = sampler.init(energy, x0)

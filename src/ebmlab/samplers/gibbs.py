@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ebmlab.capabilities import BlockGibbs
 from ebmlab.samplers.base import Energy, Sampler, SamplerState, StepInfo
 
 
@@ -19,6 +20,9 @@ class GibbsSweeps(Sampler):
 
     def step(self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
              ) -> tuple[SamplerState, StepInfo]:
+        if not isinstance(energy, BlockGibbs):
+            raise TypeError(f"Gibbs sweeps need an energy with exact block-Gibbs conditionals "
+                            f"(gibbs(x, n, generator)); {type(energy).__name__} has none")
         with torch.no_grad():
             u = energy(state.x)
             x = energy.gibbs(state.x, 1, generator).reshape(state.x.shape).to(state.x.dtype)

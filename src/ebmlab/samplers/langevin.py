@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -74,10 +75,10 @@ class Langevin(Sampler):
         self._compiled: tuple[Energy, FusedSteps] | None = None
 
     @classmethod
-    def from_delta(cls, delta: float, **kwargs: object) -> Langevin:
+    def from_delta(cls, delta: float, **kwargs: Any) -> Langevin:
         """The papers' form ``x ← x − (δ²/2)∇U + δξ``: step ``δ²/2``, noise ``δ``."""
         delta = check_positive("delta", delta)
-        return cls(delta**2 / 2, delta, **kwargs)  # type: ignore[arg-type]
+        return cls(delta**2 / 2, delta, **kwargs)
 
     @property
     def temperature(self) -> float:

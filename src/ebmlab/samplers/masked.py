@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ebmlab.capabilities import has_block_gibbs
+from ebmlab.capabilities import BlockGibbs, has_block_gibbs
 from ebmlab.samplers.base import Callback, Energy, Sampler
 
 
@@ -122,8 +122,11 @@ class MaskedBlockGibbsEnergy(MaskedEnergy):
 
     def gibbs(self, z: Tensor, n_steps: int = 1,
               generator: torch.Generator | None = None) -> Tensor:
+        energy = self.energy
+        if not isinstance(energy, BlockGibbs):
+            raise TypeError(f"{type(energy).__name__} has no block-Gibbs conditionals")
         for _ in range(n_steps):
-            x = self.energy.gibbs(self.embed(z), 1, generator).reshape(z.shape[0], -1)
+            x = energy.gibbs(self.embed(z), 1, generator).reshape(z.shape[0], -1)
             new = torch.cat((x, x.new_zeros(x.shape[0], 1)), dim=1).gather(1, self.cols)
             pad = self.pad_center + torch.randn(z.shape, generator=generator, dtype=new.dtype,
                                                 device=new.device)

@@ -34,6 +34,10 @@ from ebmlab.samplers.base import (
 
 @dataclass
 class MetropolisState(SamplerState):
+    """A Metropolis chain always knows the energy and gradient at its state."""
+
+    energy: Tensor
+    grad: Tensor
     step_size: float = 0.0
     adaptation: DualAveragingState | None = None
 
