@@ -48,6 +48,7 @@ SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
     "hmc": {"step_size": 0.1, "n_leapfrog": 10},
     "underdamped": {"step_size": 0.05, "friction": 1.0},
     "svgd": {"step_size": 0.05},
+    "imh": {"scale": 3.0},  # proposal N(0, 3² I) covers the built-in targets
 }
 
 
@@ -111,6 +112,9 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"{flag} must be >= 1, got {v}")
     target, (low, high) = make_target(args.target)
     options = dict(SAMPLER_DEFAULTS[args.sampler])
+    if args.step_size is not None and args.sampler == "imh":
+        raise UsageError("--step-size does not apply to --sampler imh (independent proposals); "
+                         "use --option scale=S for the proposal's sd")
     if args.step_size is not None:
         options["step_size"] = args.step_size
     options.update(parse_option(o) for o in args.option)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,7 +220,7 @@ class RunConfig:
             given = raw.get("samplers", {}).get(role, {})
             if not isinstance(given, dict):
                 raise ConfigError(f"samplers.{role} must be a table")
-            samplers[role] = {**default, **given}
+            samplers[role] = {**_defaults_for(default, given.get("name")), **given}
             build_sampler(role, samplers[role])  # validates now, before anything is written
         optim = {}
         for group, values in raw.get("optim", {}).items():
@@ -453,6 +454,20 @@ def build_sampler(role: str, options: dict[str, Any], **extra: Any) -> Sampler:
         return make_sampler(name, **kwargs, **extra)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"[samplers.{role}] {e}") from None
+
+
+def _defaults_for(default: Mapping[str, Any], name: Any) -> dict[str, Any]:
+    """A role's default table for the sampler ``name`` the user chose: all of it for the
+    default sampler, else only the keys that sampler takes (the default's ``step_size`` is
+    kept for another gradient sampler, dropped for ``imh``, which has none)."""
+    import inspect
+
+    from ebmlab.samplers import SAMPLERS
+
+    if name is None or name == default.get("name") or name not in SAMPLERS:
+        return dict(default)
+    params = inspect.signature(SAMPLERS[name].__init__).parameters
+    return {k: v for k, v in default.items() if k == "name" or k in params}
 
 
 def build_generator(cfg: GeneratorConfig, data: Data) -> nn.Module:
