@@ -2,7 +2,8 @@
 
 The trainer's evaluators and the methods ask these functions instead of probing
 attributes: an exact log-partition (``log Z``, e.g. the Gaussian–Bernoulli RBM by
-enumeration, analytic targets) and exact block-Gibbs conditionals.
+enumeration, analytic targets), an importance-sampling estimate of it (a GEBM with a
+flow base), and exact block-Gibbs conditionals.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ class ExactLogPartition(Protocol):
 
 
 @runtime_checkable
+class ImportanceLogPartition(Protocol):
+    """``log_partition_is(n, generator)``: ``(log Z estimate, its standard error)`` from
+    ``n`` importance samples (unbiased for ``Z``; ``log Ẑ`` is biased low by about se²/2)."""
+
+    def log_partition_is(self, n: int, generator: torch.Generator | None = None
+                         ) -> tuple[float, float]: ...
+
+
+@runtime_checkable
 class BlockGibbs(Protocol):
     """``gibbs(x, n_steps, generator)``: exact block-Gibbs sweeps of ``p ∝ exp(−U)``."""
 
@@ -30,6 +40,10 @@ class BlockGibbs(Protocol):
 
 def has_exact_log_partition(model: object) -> bool:
     return isinstance(model, ExactLogPartition)
+
+
+def has_importance_log_partition(model: object) -> bool:
+    return isinstance(model, ImportanceLogPartition)
 
 
 def has_block_gibbs(model: object) -> bool:

@@ -189,6 +189,10 @@ def sample_run(args: argparse.Namespace) -> dict[str, Any]:
 
         plot_image_grid(x.clamp(0, 1).cpu(), out / "samples.png", image_shape=shape,
                         value_range=(0.0, 1.0), title=origin)
+    elif x.shape[1] == 2 and run.trainer.energy is None:  # a model without a density
+        from ebmlab.plots import plot_samples
+
+        plot_samples(x.cpu(), out / "samples.png", bounds=run.trainer.data.bounds, title=origin)
     elif x.shape[1] == 2:
         plot_density(run.energy, out / "samples.png", bounds=run.trainer.data.bounds,
                      samples=x.cpu(), title=origin)

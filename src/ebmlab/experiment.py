@@ -33,9 +33,10 @@ from ebmlab.chains import NoiseInit
 from ebmlab.config import ConfigError, build_section, option, suggest, unknown_key_error
 from ebmlab.data.arrays import load_array
 from ebmlab.data.images import IMAGE_DATASETS
+from ebmlab.data.lifted import lift, parse_lifted
 from ebmlab.data.toy2d import TOY_DATASETS, canonical_name, make_toy, toy_bounds, toy_log_density
 from ebmlab.energies import ConvEnergy, GaussianBernoulliRBM, GaussianReference, MLPEnergy
-from ebmlab.generators import DeconvGenerator, MLPGenerator
+from ebmlab.generators import DeconvGenerator, FlowGenerator, MLPGenerator
 from ebmlab.methods import METHODS, Method, MethodOptions, method_spec
 from ebmlab.samplers import Sampler, make_sampler
 
@@ -53,7 +54,8 @@ RENAMED = {("train", "lr_generator"): "optim.generator.lr",
 
 @dataclass
 class DataConfig:
-    name: str = option("8gaussians", help="a toy set, an image set (digits, mnist, "
+    name: str = option("8gaussians", help="a toy set, a toy set lifted into D dimensions "
+                       "('<toy>_<D>d', e.g. rings_16d), an image set (digits, mnist, "
                        "fashion_mnist, cifar10), or 'npy' / 'csv' with data.path")
     path: str | None = option(None, help="npy / csv: file of shape (N, D); mnist / "
                               "fashion_mnist: folder of the IDX files; cifar10: folder of "
@@ -76,10 +78,11 @@ class DataConfig:
                 raise ValueError(f"data.path is required when data.name = {self.name!r}")
         elif self.name == "digits" and self.path:
             raise ValueError("data.path does not apply to data.name = 'digits' (built in)")
-        elif self.name not in IMAGE_DATASETS and not _is_toy(self.name):
+        elif self.name not in IMAGE_DATASETS and not _is_toy(self.name) \
+                and not _is_lifted_toy(self.name):
             names = TOY_NAMES + list(IMAGE_DATASETS) + list(ARRAY_FORMATS)
-            raise ValueError(f"data.name must be one of {', '.join(names)}; got "
-                             f"{self.name!r}{suggest(self.name, names)}")
+            raise ValueError(f"data.name must be one of {', '.join(names)}, <toy>_<D>d; "
+                             f"got {self.name!r}{suggest(self.name, names)}")
 
 
 @dataclass
@@ -107,11 +110,15 @@ class ModelConfig:
 
 @dataclass
 class GeneratorConfig:
-    name: str = option("mlp", choices=["mlp", "deconv"],
-                       help="generator network (deconv: image data)")
-    latent_dim: int = option(16, low=1, help="dimension of the noise ξ ~ N(0, I)")
-    width: int = option(128, low=1, help="hidden width (mlp) / channels (deconv)")
-    depth: int = option(2, low=1, help="mlp: hidden layers")
+    name: str = option("mlp", choices=["mlp", "deconv", "flow"],
+                       help="generator network (deconv: image data; flow: a spline flow with "
+                       "an exact density, vector data, needs the extra ebmlab[flow])")
+    latent_dim: int = option(16, low=1, help="dimension of the noise ξ ~ N(0, I) (flow: "
+                             "unused, the data's dimension)")
+    width: int = option(128, low=1, help="hidden width (mlp, flow) / channels (deconv)")
+    depth: int = option(2, low=1, help="mlp, flow: hidden layers")
+    transforms: int = option(4, low=1, help="flow: coupling layers")
+    bins: int = option(8, low=1, help="flow: spline bins per coordinate")
 
 
 @dataclass
@@ -299,6 +306,12 @@ def _is_toy(name: str) -> bool:
     return True
 
 
+def _is_lifted_toy(name: str) -> bool:
+    """``<toy>_<D>d`` with a known toy set (a dimension out of range raises)."""
+    parsed = parse_lifted(name)
+    return parsed is not None and _is_toy(parsed[0])
+
+
 @dataclass
 class Data:
     """Train/test tensors ``(N, *shape)`` in standardised space and the map back to data
@@ -378,6 +391,13 @@ def load_data(cfg: DataConfig) -> Data:
         train, test = x[perm[n_test:]], x[perm[:n_test]]
         log_density, bounds = None, None
         name = f"{cfg.name}:{path.name}"
+    elif _is_lifted_toy(cfg.name):
+        toy, dim = parse_lifted(cfg.name) or ("", 0)
+        name = f"{canonical_name(toy)}_{dim}d"
+        train = lift(make_toy(toy, cfg.n_train, seed=cfg.seed), dim, seed=cfg.seed + 1)
+        test = lift(make_toy(toy, cfg.n_test, seed=cfg.seed + 1_000_003), dim,
+                    seed=cfg.seed + 1_000_004)
+        log_density, bounds = None, None
     else:
         name = canonical_name(cfg.name)
         train = make_toy(name, cfg.n_train, seed=cfg.seed)
@@ -478,7 +498,14 @@ def build_generator(cfg: GeneratorConfig, data: Data) -> nn.Module:
                 raise ConfigError("generator.name = 'deconv' needs image data "
                                   "(data.name = digits, ...)")
             return DeconvGenerator(cfg.latent_dim, data.image_shape, channels=cfg.width)
+        if cfg.name == "flow":
+            if data.image_shape is not None or len(data.shape) != 1:
+                raise ConfigError("generator.name = 'flow' needs vector data (not images)")
+            return FlowGenerator(data.shape, transforms=cfg.transforms, width=cfg.width,
+                                 depth=cfg.depth, bins=cfg.bins)
         return MLPGenerator(cfg.latent_dim, data.shape, width=cfg.width, depth=cfg.depth)
+    except ImportError as e:
+        raise ConfigError(str(e)) from None
     except ValueError as e:
         if isinstance(e, ConfigError):
             raise

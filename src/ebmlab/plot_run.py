@@ -2,7 +2,8 @@
 
 ``density.png`` (learned density with data), ``samples.png`` (fresh samples of
 the method's own generative process: short-run chains from noise or its generator,
-over the density; a grid for image data, next to ``data.png``), ``diagnosis.png``
+over the density, or over the data when the model has no density; a grid for image data,
+next to ``data.png``), ``diagnosis.png``
 (d_st / r_t, see :func:`ebmlab.plots.plot_diagnosis`) and ``longrun.png``.
 """
 
@@ -12,7 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ebmlab.plots import plot_density, plot_diagnosis, plot_image_grid, plot_longrun
+from ebmlab.plots import (
+    plot_density,
+    plot_diagnosis,
+    plot_image_grid,
+    plot_longrun,
+    plot_samples,
+)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -32,7 +39,7 @@ def plot_run(out: Path, trainer: Any) -> list[Path]:
     written = []
     data, method = trainer.data, trainer.method
     records = read_jsonl(out / "metrics.jsonl")
-    if sum("d_st" in r for r in records) >= 2:
+    if sum("d_st" in r and "r_t" in r for r in records) >= 2:  # MCMC-based learning
         written.append(plot_diagnosis(records, out / "diagnosis.png",
                                       title=f"{method.name}: learning diagnostics"))
     longrun = read_jsonl(out / "longrun.jsonl")
@@ -41,7 +48,15 @@ def plot_run(out: Path, trainer: Any) -> list[Path]:
     gen = trainer.side_rng(2)
     if data.image_shape is not None:
         return written + _image_grids(out, trainer, gen)
-    if data.dim != 2 or trainer.energy is None:
+    if data.dim != 2:
+        return written
+    if trainer.energy is None:  # no density (e.g. a GEBM whose base has a small latent)
+        x, origin = trainer.model_samples(min(2000, data.test.shape[0]), gen)
+        if x is not None:
+            written.append(plot_samples(data.to_data_space(x).cpu(), out / "samples.png",
+                                        data=data.to_data_space(data.test[:2000]).cpu(),
+                                        bounds=data.bounds,
+                                        title=f"{origin}, iteration {trainer.iteration}"))
         return written
     energy = trainer.data_space_energy()
     test = data.to_data_space(data.test[:2000]).cpu()

@@ -305,7 +305,8 @@ def plot_longrun(records: list[dict], path: PathLike) -> Path:
     """Long-run check over training: sample quality (KDE-KL or MMD²) and energy, by start."""
     if not records:
         raise ValueError("no long-run records to plot")
-    metric = "kde_kl" if any("kde_kl" in r.get("data", {}) for r in records) else "mmd2"
+    metric = "kde_kl" if any(isinstance(r.get(o), dict) and "kde_kl" in r[o]
+                             for r in records for o in ("data", "model")) else "mmd2"
     fig = _new_figure(9.0, 3.6)
     ax_q, ax_e = fig.subplots(1, 2)
     for origin, color in (("data", "tab:blue"), ("model", "tab:red")):
@@ -326,9 +327,13 @@ def plot_longrun(records: list[dict], path: PathLike) -> Path:
     ax_q.set(xlabel="iteration", ylabel=metric,
              title=f"long-run ({steps} steps) sample quality")
     ax_e.set(xlabel="iteration", ylabel="mean U", title="long-run mean energy")
+    if not ax_e.lines:  # a model without a density (e.g. a GEBM with a small latent)
+        ax_e.text(0.5, 0.5, "no energy U(x): the model has no density", ha="center",
+                  va="center", transform=ax_e.transAxes)
     for ax in (ax_q, ax_e):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
     return _save(fig, path)
 
 
