@@ -9,6 +9,6 @@ from ebmlab.methods.mle import REGIMES, MaximumLikelihood
 from ebmlab.methods.registry import METHODS, MethodOptions, MethodSpec, method_spec, register
 from ebmlab.methods.stein import SteinCD, SteinGAN
 
-__all__ = ["GEBM", "METHODS", "FlowMLE", "REGIMES", "Batch", "MaximumLikelihood", "Method", "MethodOptions",
-           "MethodSpec", "SamplingTarget", "SteinCD", "SteinGAN", "StepOutput", "batch_x",
-           "method_spec", "register"]
+__all__ = ["GEBM", "METHODS", "REGIMES", "Batch", "FlowMLE", "MaximumLikelihood", "Method",
+           "MethodOptions", "MethodSpec", "SamplingTarget", "SteinCD", "SteinGAN", "StepOutput",
+           "batch_x", "method_spec", "register"]
