@@ -4,7 +4,8 @@ MLE"), and a density model in its own right.
 
 The base ``g_θ`` of ``[generator]`` (``name = "flow"``, the extra ``ebmlab[flow]``)
 minimises the negative log-likelihood ``−mean log g_θ(x)`` of each data batch; its energy
-is ``U(x) = −log g_θ(x)`` (``Z = 1``), so every exact 2-D tool applies. Samples are exact:
+is ``U(x) = −log g_θ(x)`` (``Z = 1``): exact test log-likelihoods in any dimension, and
+every exact 2-D tool. Samples are exact:
 ``x = G_θ(z)``, ``z ~ N(0, I)``. The :class:`SamplingTarget` runs independent
 Metropolis–Hastings with proposal ``N(0, I)`` on the latent energy ``½‖z‖²`` — every
 proposal is accepted, so chains of any length are i.i.d. exact draws — and decodes them.
@@ -44,6 +45,11 @@ class NegativeLogDensity(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return -self.model.log_prob(x)
+
+    def log_partition(self) -> float:
+        """``log Z = 0``: a flow's density is normalised (exact log-likelihoods in any
+        dimension, :class:`ebmlab.capabilities.ExactLogPartition`)."""
+        return 0.0
 
 
 class FlowMLE(Method):
