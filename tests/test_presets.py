@@ -22,6 +22,8 @@ def test_presets_exist():
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
 def test_preset_loads_and_trains(path, tmp_path):
+    if "flow" in path.stem:
+        pytest.importorskip("zuko")  # the extra ebmlab[flow]
     cfg = load_config(RunConfig, path=path, overrides=[
         "train.iterations=3", "train.progress=false", "train.plot_every=0",
         "train.longrun_factor=1", "data.n_train=500", "data.n_test=200"])

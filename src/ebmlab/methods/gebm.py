@@ -187,7 +187,7 @@ class GEBM(Method):
         self.energy, self.base, self.sampler = energy, base, sampler
         self.log_partition = LogPartition()
         p = next(base.parameters())
-        self.log_partition.to(p.device)
+        self.log_partition.to(device=p.device, dtype=p.dtype)
         self.energy_steps, self.warmup_energy_steps = energy_steps, warmup_energy_steps
         self.warmup_every, self.penalty = warmup_every, float(penalty)
         self.sample_steps, self.n_samples, self.init_samples = sample_steps, n_samples, init_samples
