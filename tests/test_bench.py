@@ -77,3 +77,21 @@ def test_learning_bench_scores_a_method_exactly(tmp_path, capsys):
     assert "| 8gaussians | CD-5 (from data) |" in text
     assert "| 8gaussians | SteinCD (ε = 0.1) |" in text
     assert "failed" not in text
+
+
+def test_gebm_bench_runs_every_part_at_toy_size(tmp_path, capsys):
+    pytest.importorskip("zuko")
+    bench = _load("gebm")
+    out = tmp_path / "gebm.md"
+    headline = bench.main(["--iterations", "30", "--tabular-iterations", "5",
+                           "--grad-budgets", "10", "--mode-budget", "20",
+                           "--density-data", "8gaussians", "--tabular", "wine",
+                           "--out", str(out)])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(last) == {"lowdim", "modes_per_chain", "density", "minutes"}
+    assert {"base", "ula@10", "imh@10", "x_space_ebm"} <= set(last["lowdim"])
+    assert last["density"]["8gaussians/flow"] > 0 and "wine/gebm" in last["density"]
+    text = out.read_text()
+    assert "| held-out data (noise floor) |" in text and "## Claims" in text
+    assert "failed" not in text
+    assert headline["density"] == last["density"]

@@ -14,6 +14,7 @@ from ebmlab.samplers import (
     SAMPLERS,
     SVGD,
     AniLA,
+    IndependentMH,
     Langevin,
     NonFiniteError,
     UnderdampedLangevin,
@@ -32,6 +33,7 @@ FACTORIES = {
     "underdamped": lambda **kw: UnderdampedLangevin(0.1, friction=1.0, **kw),
     "svgd": lambda **kw: SVGD(0.1, **kw),
     "svgd_normalized": lambda **kw: SVGD(0.1, normalize=True, **kw),
+    "imh": lambda **kw: IndependentMH(1.0, **kw),
 }
 STOCHASTIC = [k for k in FACTORIES if not k.startswith("svgd")]
 
@@ -165,6 +167,8 @@ def test_bad_step_size_names_the_argument(name, bad):
         (lambda: Langevin(0.1, clamp=(1.0, 1.0)), "clamp"),
         (lambda: Langevin(0.1, clamp=(0.0, 1.0, 2.0)), "clamp"),
         (lambda: Langevin(0.1, grad_clip=0.0), "grad_clip"),
+        (lambda: IndependentMH(scale=0.0), "scale"),
+        (lambda: IndependentMH(loc=math.nan), "loc"),
         (lambda: make_sampler("gibbs", step_size=0.1), "unknown sampler"),
         (lambda: make_sampler("mala", step=0.1), "no option 'step'"),
     ],

@@ -2,8 +2,8 @@
 
 The trainer's evaluators and the methods ask these functions instead of probing
 attributes: an exact log-partition (``log Z``, e.g. the Gaussian–Bernoulli RBM by
-enumeration, analytic targets), exact block-Gibbs conditionals and the conditional mean
-of the visible units.
+enumeration, analytic targets), an importance-sampling estimate of it (a GEBM with a
+flow base), exact block-Gibbs conditionals and the conditional mean of the visible units.
 """
 
 from __future__ import annotations
@@ -19,6 +19,15 @@ class ExactLogPartition(Protocol):
     """``log_partition()``: the exact ``log Z = log ∫ exp(−U(x)) dx``."""
 
     def log_partition(self) -> Tensor | float: ...
+
+
+@runtime_checkable
+class ImportanceLogPartition(Protocol):
+    """``log_partition_is(n, generator)``: ``(log Z estimate, its standard error)`` from
+    ``n`` importance samples (unbiased for ``Z``; ``log Ẑ`` is biased low by about se²/2)."""
+
+    def log_partition_is(self, n: int, generator: torch.Generator | None = None
+                         ) -> tuple[float, float]: ...
 
 
 @runtime_checkable
@@ -39,6 +48,10 @@ class VisibleMean(Protocol):
 
 def has_exact_log_partition(model: object) -> bool:
     return isinstance(model, ExactLogPartition)
+
+
+def has_importance_log_partition(model: object) -> bool:
+    return isinstance(model, ImportanceLogPartition)
 
 
 def has_block_gibbs(model: object) -> bool:

@@ -51,6 +51,7 @@ SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
     "hmc": {"step_size": 0.1, "n_leapfrog": 10},
     "underdamped": {"step_size": 0.05, "friction": 1.0},
     "svgd": {"step_size": 0.05},
+    "imh": {"scale": 3.0},  # proposal N(0, 3² I) covers the built-in targets
 }
 
 
@@ -140,6 +141,9 @@ def cmd_sample(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"{flag} must be >= 1, got {v}")
     target, (low, high) = make_target(args.target)
     options = dict(SAMPLER_DEFAULTS[args.sampler])
+    if args.step_size is not None and args.sampler == "imh":
+        raise UsageError("--step-size does not apply to --sampler imh (independent proposals); "
+                         "use --option scale=S for the proposal's sd")
     if args.step_size is not None:
         options["step_size"] = args.step_size
     options.update(parse_option(o) for o in args.option)
@@ -233,6 +237,10 @@ def sample_run(args: argparse.Namespace) -> dict[str, Any]:
                                      torch.Generator(device=z.device).manual_seed(args.seed))
         plot_image_grid(shown.clamp(0, 1).cpu(), out / "samples.png", image_shape=shape,
                         value_range=(0.0, 1.0), title=label)
+    elif x.shape[1] == 2 and run.trainer.energy is None:  # a model without a density
+        from ebmlab.plots import plot_samples
+
+        plot_samples(x.cpu(), out / "samples.png", bounds=run.trainer.data.bounds, title=origin)
     elif x.shape[1] == 2:
         plot_density(run.energy, out / "samples.png", bounds=data.bounds,
                      samples=x.cpu(), title=origin)

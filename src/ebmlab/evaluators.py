@@ -7,6 +7,10 @@ the model offers. All numbers are in the user's data coordinates.
 * :func:`quadrature_2d` — 2-D data: ``log Z``, test NLL and, with a known data
   density, ``KL(p_data ‖ p_θ)`` by quadrature, with the model's mass outside the
   evaluation box measured and reported (``model_mass_outside``).
+* :func:`importance_nll` — the model estimates its ``log Z`` by importance sampling
+  (:class:`ebmlab.capabilities.ImportanceLogPartition`, a GEBM with a flow base):
+  ``log_z_is`` and ``test_nll_is``, each with its standard error (``*_se``), in any
+  dimension (in 2-D a check of the quadrature).
 * :func:`test_energy` — otherwise the mean test energy.
 * :func:`long_run_check` — the method's own samples, ``longrun_factor`` × longer,
   from data (when chains live in data space) and from its own start.
@@ -14,12 +18,17 @@ the model offers. All numbers are in the user's data coordinates.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from ebmlab.capabilities import ExactLogPartition, has_exact_log_partition
+from ebmlab.capabilities import (
+    ExactLogPartition,
+    has_exact_log_partition,
+    has_importance_log_partition,
+)
 from ebmlab.samplers import NonFiniteError
 
 if TYPE_CHECKING:
@@ -53,6 +62,25 @@ def quadrature_2d(trainer: Trainer) -> dict[str, Any]:
                        data.to_data_space(data.test), bounds=data.bounds)
 
 
+IS_SAMPLES = 50_000  # importance samples for log Z: se ≈ sd(w)/(mean(w)·224)
+
+
+def importance_nll(trainer: Trainer, n: int = IS_SAMPLES) -> dict[str, Any]:
+    """Test NLL (nats per example, data coordinates) with ``log Z`` by importance sampling:
+    ``NLL = mean U(x_test) + log Ẑ + Σ log scale``, its standard error
+    ``√(var U / n_test + se(log Ẑ)²)`` (test sampling and the estimate of log Z)."""
+    energy: Any = trainer.energy  # has_importance_log_partition (checked by the caller)
+    data = trainer.data
+    jac = float(data.scale.double().log().sum())
+    log_z, log_z_se = energy.log_partition_is(n, trainer.side_rng(3))
+    with torch.no_grad():
+        u = torch.cat([energy(t).double() for t in data.test.split(4096)])
+    nll = float(u.mean()) + log_z + jac
+    se = math.sqrt(float(u.var()) / u.numel() + log_z_se**2) if u.numel() > 1 else log_z_se
+    return {"log_z_is": log_z + jac, "log_z_is_se": log_z_se, "test_nll_is": nll,
+            "test_nll_is_se": se}
+
+
 def test_energy(trainer: Trainer) -> dict[str, Any]:
     """The mean energy of the test data (standardised coordinates)."""
     energy = trainer.energy
@@ -70,9 +98,11 @@ def evaluate(trainer: Trainer) -> dict[str, Any]:
         return result
     if has_exact_log_partition(energy):
         result.update(exact_log_partition(trainer))
+    if has_importance_log_partition(energy):
+        result.update(importance_nll(trainer))
     if data.dim == 2 and data.bounds is not None:
         result.update(quadrature_2d(trainer))
-    elif not has_exact_log_partition(energy):
+    elif not (has_exact_log_partition(energy) or has_importance_log_partition(energy)):
         result.update(test_energy(trainer))
     return result
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,10 @@ from ebmlab.config import (
 )
 from ebmlab.data.arrays import load_array
 from ebmlab.data.images import IMAGE_DATASETS
+from ebmlab.data.lifted import lift, parse_lifted
 from ebmlab.data.toy2d import TOY_DATASETS, canonical_name, make_toy, toy_bounds, toy_log_density
 from ebmlab.energies import ConvEnergy, GaussianBernoulliRBM, GaussianReference, MLPEnergy
-from ebmlab.generators import DeconvGenerator, Generator, MLPGenerator
+from ebmlab.generators import DeconvGenerator, FlowGenerator, Generator, MLPGenerator
 from ebmlab.methods import METHODS, Method, MethodOptions, method_spec
 from ebmlab.samplers import Sampler, make_sampler
 
@@ -62,7 +64,8 @@ RENAMED = {("train", "lr_generator"): "optim.generator.lr",
 
 @dataclass
 class DataConfig:
-    name: str = option("8gaussians", help="a toy set, an image set (digits, mnist5k, mnist, "
+    name: str = option("8gaussians", help="a toy set, a toy set lifted into D dimensions "
+                       "('<toy>_<D>d', e.g. rings_16d), an image set (digits, mnist5k, mnist, "
                        "fashion_mnist, cifar10), or 'npy' / 'csv' with data.path")
     path: str | None = option(None, help="npy / csv: file of shape (N, D); mnist / "
                               "fashion_mnist: folder of the IDX files; cifar10: folder of "
@@ -108,10 +111,11 @@ class DataConfig:
                 raise ValueError(f"data.path is required when data.name = {self.name!r}")
         elif self.name == "digits" and self.path:
             raise ValueError("data.path does not apply to data.name = 'digits' (built in)")
-        elif self.name not in IMAGE_DATASETS and not _is_toy(self.name):
+        elif self.name not in IMAGE_DATASETS and not _is_toy(self.name) \
+                and not _is_lifted_toy(self.name):
             names = TOY_NAMES + list(IMAGE_DATASETS) + list(ARRAY_FORMATS)
-            raise ValueError(f"data.name must be one of {', '.join(names)}; got "
-                             f"{self.name!r}{suggest(self.name, names)}")
+            raise ValueError(f"data.name must be one of {', '.join(names)}, <toy>_<D>d; "
+                             f"got {self.name!r}{suggest(self.name, names)}")
 
 
 NETWORKS = ("mlp", "conv")  # model.name of the network energies
@@ -149,11 +153,17 @@ class ModelConfig:
 
 @dataclass
 class GeneratorConfig:
-    name: str = option("mlp", choices=["mlp", "deconv"],
-                       help="generator network (deconv: image data)")
-    latent_dim: int = option(16, low=1, help="dimension of the noise ξ ~ N(0, I)")
-    width: int = option(128, low=1, help="hidden width (mlp) / channels (deconv)")
-    depth: int = option(2, low=1, help="mlp: hidden layers", applies=("name", ["mlp"]))
+    name: str = option("mlp", choices=["mlp", "deconv", "flow"],
+                       help="generator network (deconv: image data; flow: a spline flow with "
+                       "an exact density, vector data, needs the extra ebmlab[flow])")
+    latent_dim: int = option(16, low=1, help="dimension of the noise ξ ~ N(0, I) (flow: "
+                             "unused, the data's dimension)", applies=("name", ["mlp", "deconv"]))
+    width: int = option(128, low=1, help="hidden width (mlp, flow) / channels (deconv)")
+    depth: int = option(2, low=1, help="mlp, flow: hidden layers",
+                        applies=("name", ["mlp", "flow"]))
+    transforms: int = option(4, low=1, help="flow: coupling layers", applies=("name", ["flow"]))
+    bins: int = option(8, low=1, help="flow: spline bins per coordinate",
+                       applies=("name", ["flow"]))
 
 
 @dataclass
@@ -282,7 +292,7 @@ class RunConfig:
             given = raw.get("samplers", {}).get(role, {})
             if not isinstance(given, dict):
                 raise ConfigError(f"samplers.{role} must be a table")
-            samplers[role] = {**default, **given}
+            samplers[role] = {**_defaults_for(default, given.get("name")), **given}
             build_sampler(role, samplers[role])  # validates now, before anything is written
         optim = {}
         for group, values in raw.get("optim", {}).items():
@@ -405,6 +415,12 @@ def _is_toy(name: str) -> bool:
     return True
 
 
+def _is_lifted_toy(name: str) -> bool:
+    """``<toy>_<D>d`` with a known toy set (a dimension out of range raises)."""
+    parsed = parse_lifted(name)
+    return parsed is not None and _is_toy(parsed[0])
+
+
 @dataclass
 class Data:
     """Train/test tensors ``(N, *shape)`` in standardised space and the map back to data
@@ -484,6 +500,13 @@ def load_data(cfg: DataConfig) -> Data:
         train, test = x[perm[n_test:]], x[perm[:n_test]]
         log_density, bounds = None, None
         name = f"{cfg.name}:{path.name}"
+    elif _is_lifted_toy(cfg.name):
+        toy, dim = parse_lifted(cfg.name) or ("", 0)
+        name = f"{canonical_name(toy)}_{dim}d"
+        train = lift(make_toy(toy, cfg.n_train, seed=cfg.seed), dim, seed=cfg.seed + 1)
+        test = lift(make_toy(toy, cfg.n_test, seed=cfg.seed + 1_000_003), dim,
+                    seed=cfg.seed + 1_000_004)
+        log_density, bounds = None, None
     else:
         name = canonical_name(cfg.name)
         train = make_toy(name, cfg.n_train, seed=cfg.seed)
@@ -566,6 +589,20 @@ def build_sampler(role: str, options: dict[str, Any], **extra: Any) -> Sampler:
         raise ConfigError(f"[samplers.{role}] {e}") from None
 
 
+def _defaults_for(default: Mapping[str, Any], name: Any) -> dict[str, Any]:
+    """A role's default table for the sampler ``name`` the user chose: all of it for the
+    default sampler, else only the keys that sampler takes (the default's ``step_size`` is
+    kept for another gradient sampler, dropped for ``imh``, which has none)."""
+    import inspect
+
+    from ebmlab.samplers import SAMPLERS
+
+    if name is None or name == default.get("name") or name not in SAMPLERS:
+        return dict(default)
+    params = inspect.signature(SAMPLERS[name].__init__).parameters
+    return {k: v for k, v in default.items() if k == "name" or k in params}
+
+
 def build_generator(cfg: GeneratorConfig, data: Data) -> Generator:
     """A generator mapping ξ ~ N(0, I) to (standardised) data of ``data.shape``."""
     try:
@@ -574,7 +611,14 @@ def build_generator(cfg: GeneratorConfig, data: Data) -> Generator:
                 raise ConfigError("generator.name = 'deconv' needs image data "
                                   "(data.name = digits, ...)")
             return DeconvGenerator(cfg.latent_dim, data.image_shape, channels=cfg.width)
+        if cfg.name == "flow":
+            if data.image_shape is not None or len(data.shape) != 1:
+                raise ConfigError("generator.name = 'flow' needs vector data (not images)")
+            return FlowGenerator(data.shape, transforms=cfg.transforms, width=cfg.width,
+                                 depth=cfg.depth, bins=cfg.bins)
         return MLPGenerator(cfg.latent_dim, data.shape, width=cfg.width, depth=cfg.depth)
+    except ImportError as e:
+        raise ConfigError(str(e)) from None
     except ValueError as e:
         if isinstance(e, ConfigError):
             raise

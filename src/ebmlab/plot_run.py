@@ -2,10 +2,10 @@
 
 ``density.png`` (learned density with data; the exact KL in the title when known),
 ``samples.png`` (fresh samples of the method's own generative process: short-run chains
-from noise or its generator, over the density; a grid for image data, next to
-``data.png``; an RBM's block-Gibbs chains shown as ``E[x | h]``), ``diagnosis.png``
-(d_st / r_t, see :func:`ebmlab.plots.plot_diagnosis`) and ``longrun.png`` (see
-:func:`ebmlab.plots.plot_longrun`).
+from noise or its generator, over the density, or over the data when the model has no
+density; a grid for image data, next to ``data.png``; an RBM's block-Gibbs chains shown
+as ``E[x | h]``), ``diagnosis.png`` (d_st / r_t, see :func:`ebmlab.plots.plot_diagnosis`)
+and ``longrun.png`` (see :func:`ebmlab.plots.plot_longrun`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ from typing import Any
 from torch import Tensor
 
 from ebmlab.capabilities import has_visible_mean
-from ebmlab.plots import plot_density, plot_diagnosis, plot_image_grid, plot_longrun
+from ebmlab.plots import (
+    plot_density,
+    plot_diagnosis,
+    plot_image_grid,
+    plot_longrun,
+    plot_samples,
+)
 from ebmlab.samplers.gibbs import GibbsSweeps
 
 
@@ -80,7 +86,7 @@ def plot_run(out: Path, trainer: Any) -> list[Path]:
     data, method = trainer.data, trainer.method
     quality = quality_text(evaluation_at(out, trainer))
     records = read_jsonl(out / "metrics.jsonl")
-    if sum("d_st" in r for r in records) >= 2:
+    if sum("d_st" in r and "r_t" in r for r in records) >= 2:  # MCMC-based learning
         sampler = trainer.cfg.samplers.get("negatives", {}).get("name")
         written.append(plot_diagnosis(records, out / "diagnosis.png", sampler=sampler,
                                       title=f"{method.name}: learning diagnostics"))
@@ -90,7 +96,15 @@ def plot_run(out: Path, trainer: Any) -> list[Path]:
     gen = trainer.side_rng(2)
     if data.image_shape is not None:
         return written + _image_grids(out, trainer, gen, quality)
-    if data.dim != 2 or trainer.energy is None:
+    if data.dim != 2:
+        return written
+    if trainer.energy is None:  # no density (e.g. a GEBM whose base has a small latent)
+        x, origin = trainer.model_samples(min(2000, data.test.shape[0]), gen)
+        if x is not None:
+            written.append(plot_samples(data.to_data_space(x).cpu(), out / "samples.png",
+                                        data=data.to_data_space(data.test[:2000]).cpu(),
+                                        bounds=data.bounds,
+                                        title=f"{origin}, iteration {trainer.iteration}"))
         return written
     energy = trainer.data_space_energy()
     test = data.to_data_space(data.test[:2000]).cpu()

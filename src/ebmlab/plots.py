@@ -413,6 +413,9 @@ def plot_longrun(records: list[dict], path: PathLike) -> Path:
             ax.set_title(name, fontsize="medium")
             if shown:
                 ax.legend(fontsize="x-small")
+        if key == "energy" and not shown:  # a model without a density (e.g. a GEBM)
+            ax.text(0.5, 0.5, "no energy U(x): the model has no density", ha="center",
+                    va="center", transform=ax.transAxes)
         finite = [v for v in shown if math.isfinite(v)]
         if finite and min(finite) > 0 and max(finite) / min(finite) > 30:
             ax.set_yscale("log")

@@ -1,4 +1,5 @@
-"""Evaluation: exact quadrature in 2-D (log Z, NLL, KL to the data) and sample MMD."""
+"""Evaluation: exact quadrature in 2-D (log Z, NLL, KL to the data), sample MMD and sliced
+Wasserstein distances."""
 
 from ebmlab.evaluate.exact2d import (
     DEFAULT_N_GRID,
@@ -12,6 +13,7 @@ from ebmlab.evaluate.exact2d import (
     nll,
 )
 from ebmlab.evaluate.mmd import mmd2
+from ebmlab.evaluate.sliced import sliced_wasserstein, wasserstein_1d
 
 __all__ = [
     "DEFAULT_N_GRID",
@@ -24,4 +26,6 @@ __all__ = [
     "log_partition",
     "mmd2",
     "nll",
+    "sliced_wasserstein",
+    "wasserstein_1d",
 ]

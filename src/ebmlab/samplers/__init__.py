@@ -14,6 +14,7 @@ from ebmlab.samplers.base import (
     drive,
     energy_and_grad,
 )
+from ebmlab.samplers.independent import IndependentMH
 from ebmlab.samplers.langevin import AniLA, Langevin
 from ebmlab.samplers.masked import MaskedEnergy, sample_masked
 from ebmlab.samplers.metropolis import HMC, MALA
@@ -21,7 +22,8 @@ from ebmlab.samplers.svgd import SVGD
 from ebmlab.samplers.underdamped import UnderdampedLangevin
 
 SAMPLERS: dict[str, type[Sampler]] = {
-    cls.name: cls for cls in (Langevin, AniLA, MALA, HMC, UnderdampedLangevin, SVGD)
+    cls.name: cls for cls in (Langevin, AniLA, MALA, HMC, UnderdampedLangevin, SVGD,
+                             IndependentMH)
 }
 
 
@@ -41,6 +43,7 @@ def make_sampler(name: str, **kwargs: Any) -> Sampler:
 __all__ = [
     "HMC",
     "MALA",
+    "IndependentMH",
     "SAMPLERS",
     "SVGD",
     "AniLA",
