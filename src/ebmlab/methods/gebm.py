@@ -68,7 +68,7 @@ from torch import Tensor, nn
 
 from ebmlab.chains import NoiseInit
 from ebmlab.config import option
-from ebmlab.generators import FlowGenerator, Generator
+from ebmlab.generators import Generator
 from ebmlab.methods.base import Batch, Method, SamplingTarget, StepOutput, batch_x
 from ebmlab.methods.registry import MethodOptions, MethodSpec, register
 from ebmlab.samplers.base import Sampler, frozen
@@ -133,7 +133,7 @@ class GEBMDensity(nn.Module):
     """``U(x) = E(x) − log g(x)`` for a base with a density (a flow): the GEBM's density is
     ``exp(−U)/Z`` with ``Z = E_{x~g}[exp(−E(x))]``."""
 
-    def __init__(self, energy: nn.Module, base: FlowGenerator) -> None:
+    def __init__(self, energy: nn.Module, base: Any) -> None:  # a Generator with log_prob(x)
         super().__init__()
         self.energy, self.base = energy, base
 
@@ -195,7 +195,7 @@ class GEBM(Method):
         self.latent_energy = LatentEnergy(energy, base, temperature)
         self.latent_init = NoiseInit(base.latent_dim, kind="gaussian", scale=1.0, dtype=p.dtype,
                                      device=p.device)
-        self.density = GEBMDensity(energy, base) if isinstance(base, FlowGenerator) else None
+        self.density = GEBMDensity(energy, base) if hasattr(base, "log_prob") else None
         # schedule state (saved in checkpoints)
         self.calls = 0  # iterations taken
         self.base_steps = 0  # base steps taken
