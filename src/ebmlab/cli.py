@@ -7,7 +7,8 @@
 * ``ebmlab sample``: samples a built-in 2-D target with a chosen sampler
   (``samples.npy``, ``samples.png`` over the exact density, ``traces.png``,
   ``summary.json``); ``ebmlab sample --run DIR`` samples a trained model.
-* ``ebmlab eval --run DIR`` prints the run's exact metrics as JSON.
+* ``ebmlab eval --run DIR`` prints the run's exact metrics as JSON; for image runs
+  FID / KID of ``--quality-samples`` model samples against the test split.
 * ``ebmlab plot --run DIR`` redraws the run's figures.
 
 Bad input is one line on stderr naming the problem, exit code 2, nothing written.
@@ -223,8 +224,11 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     from ebmlab.run import Run
 
+    n = getattr(args, "quality_samples", None)
+    if n is not None and n < 0:
+        raise UsageError(f"--quality-samples must be >= 0, got {n}")
     run = Run(args.run)
-    return {"run": str(run.path), **run.trainer.evaluate()}
+    return {"run": str(run.path), **run.trainer.evaluate(n)}
 
 
 def cmd_plot(args: argparse.Namespace) -> dict[str, Any]:
@@ -253,10 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in DIR from its last checkpoint")
     t.set_defaults(func=cmd_train)
 
-    for name, func, text in (("eval", cmd_eval, "print a run's exact metrics as JSON"),
+    for name, func, text in (("eval", cmd_eval, "print a run's exact metrics as JSON (image "
+                              "runs: FID / KID of model samples against the test split)"),
                              ("plot", cmd_plot, "redraw a run's figures")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--run", required=True, metavar="DIR", help="run directory")
+        if name == "eval":
+            p.add_argument("--quality-samples", type=int, default=None, metavar="N",
+                           help="image runs: model samples scored by FID / KID (default: "
+                           "the run's train.quality_samples; 0: skip)")
         p.set_defaults(func=func)
 
     s = sub.add_parser("sample", help="sample a built-in 2-D target, or a trained run (--run)",

@@ -145,6 +145,11 @@ class TrainConfig:
                              "good checkpoint with a lower learning rate, or stop (exit 1)")
     rollback_lr_factor: float = option(0.5, low=0.0, high=1.0, low_open=True)
     max_rollbacks: int = option(3, low=0)
+    quality_samples: int = option(1000, low=0, help="image data: model samples scored by "
+                                  "FID / KID against the test split at the end (and at "
+                                  "checkpoints, see quality_checkpoints); 0: off")
+    quality_checkpoints: bool = option(True, help="image data: also log FID / KID into "
+                                       "metrics.jsonl at every checkpoint")
     tensorboard: bool = option(False)
     progress: bool = option(True, help="a progress bar on a terminal, else a line every 5%")
 
@@ -261,6 +266,7 @@ RESUME_SAFE = ("train.iterations", "train.lr", "train.log_every", "train.ckpt_ev
                "train.progress", "train.tensorboard", "train.threads", "train.device",
                "train.on_failure", "train.max_rollbacks", "train.rollback_lr_factor",
                "train.divergence_check", "train.grad_clip", "train.schedule_length",
+               "train.quality_samples", "train.quality_checkpoints",
                "optim.*.lr", "optim.*.grad_clip")
 
 

@@ -3,7 +3,9 @@
 ``density.png`` (learned density with data), ``samples.png`` (fresh samples of
 the method's own generative process: short-run chains from noise or its generator,
 over the density; a grid for image data, next to ``data.png``), ``diagnosis.png``
-(d_st / r_t, see :func:`ebmlab.plots.plot_diagnosis`) and ``longrun.png``.
+(d_st / r_t, see :func:`ebmlab.plots.plot_diagnosis`), ``longrun.png`` and, for image
+data, ``quality.png`` (FID / KID over training) and ``longrun_<start>.png`` (grids of
+the long-run chains, written by the long-run check).
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ebmlab.plots import plot_density, plot_diagnosis, plot_image_grid, plot_longrun
+from ebmlab.plots import (
+    plot_density,
+    plot_diagnosis,
+    plot_image_grid,
+    plot_longrun,
+    plot_quality,
+)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -35,6 +43,9 @@ def plot_run(out: Path, trainer: Any) -> list[Path]:
     if sum("d_st" in r for r in records) >= 2:
         written.append(plot_diagnosis(records, out / "diagnosis.png",
                                       title=f"{method.name}: learning diagnostics"))
+    if any("fid" in r for r in records):
+        written.append(plot_quality(records, out / "quality.png",
+                                    title=f"{method.name}: image quality over training"))
     longrun = read_jsonl(out / "longrun.jsonl")
     if longrun:
         written.append(plot_longrun(longrun, out / "longrun.png"))

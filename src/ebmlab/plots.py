@@ -302,10 +302,16 @@ def plot_diagnosis(records: list[dict[str, float]], path: PathLike,
 
 
 def plot_longrun(records: list[dict], path: PathLike) -> Path:
-    """Long-run check over training: sample quality (KDE-KL or MMD²) and energy, by start."""
+    """Long-run check over training: sample quality (KDE-KL, else FID for images, else
+    MMD²) and energy, by start."""
     if not records:
         raise ValueError("no long-run records to plot")
-    metric = "kde_kl" if any("kde_kl" in r.get("data", {}) for r in records) else "mmd2"
+
+    def has(key: str) -> bool:
+        return any(isinstance(r.get(o), dict) and key in r[o] for r in records
+                   for o in ("data", "model"))
+
+    metric = "kde_kl" if has("kde_kl") else "fid" if has("fid") else "mmd2"
     fig = _new_figure(9.0, 3.6)
     ax_q, ax_e = fig.subplots(1, 2)
     for origin, color in (("data", "tab:blue"), ("model", "tab:red")):
@@ -329,6 +335,28 @@ def plot_longrun(records: list[dict], path: PathLike) -> Path:
     for ax in (ax_q, ax_e):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_quality(records: list[dict], path: PathLike, title: str | None = None) -> Path:
+    """FID and KID (± sd over subsets) of the model's samples over training."""
+    rows = [r for r in records if "fid" in r and "kid" in r]
+    if not rows:
+        raise ValueError("no FID / KID records to plot")
+    it = np.array([r["iteration"] for r in rows], dtype=float)
+    fig = _new_figure(9.0, 3.6)
+    ax_f, ax_k = fig.subplots(1, 2)
+    ax_f.plot(it, [r["fid"] for r in rows], "o-", color="tab:blue")
+    kid = np.array([r["kid"] for r in rows], dtype=float)
+    sd = np.array([r.get("kid_sd", 0.0) for r in rows], dtype=float)
+    ax_k.errorbar(it, kid, yerr=sd, fmt="o-", color="tab:red", capsize=2)
+    n = rows[-1].get("quality_samples", "?")
+    ax_f.set(xlabel="iteration", ylabel="FID", title=f"FID ({n} samples vs test split)")
+    ax_k.set(xlabel="iteration", ylabel="KID", title="KID (mean ± sd over subsets)")
+    for ax in (ax_f, ax_k):
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)
 
 

@@ -119,6 +119,7 @@ class Trainer:
         self.monitor = DivergenceMonitor(check_d_st=self.method.d_st_settles)
         self._tb = None
         self._last_ckpt: int | None = None
+        self._feature_space: Any = None  # the FID / KID classifier, loaded when first needed
 
     # -- pieces -------------------------------------------------------------------------
     @property
@@ -282,6 +283,8 @@ class Trainer:
                     self._log_metrics({"iteration": it, **metrics, "seconds": self.seconds})
                 if it % t.ckpt_every == 0 or it == t.iterations:
                     self._checkpoint_if_healthy()
+                    if it < t.iterations and self._quality_due():
+                        self.log_quality(self.quality())
                 if t.plot_every and it % t.plot_every == 0 and it < t.iterations:
                     self.plots()
                 if t.longrun_every and it % t.longrun_every == 0 and it < t.iterations:
@@ -349,10 +352,32 @@ class Trainer:
                     self._tb.add_scalar(k, v, record["iteration"])
 
     # -- evaluation, plots, long-run check ------------------------------------------------
-    def evaluate(self) -> dict[str, Any]:
+    def evaluate(self, quality_samples: int | None = None) -> dict[str, Any]:
         from ebmlab.evaluators import evaluate
 
-        return evaluate(self)
+        return evaluate(self, quality_samples)
+
+    def _quality_due(self) -> bool:
+        t = self.cfg.train
+        return (self.data.image_shape is not None and t.quality_samples > 0
+                and t.quality_checkpoints)
+
+    def quality(self) -> dict[str, Any]:
+        """FID / KID of the method's samples now (image data; see
+        :func:`ebmlab.evaluators.image_quality`)."""
+        from ebmlab.evaluators import image_quality
+
+        return image_quality(self)
+
+    def log_quality(self, result: Mapping[str, Any]) -> None:
+        """Append the numbers of an :meth:`quality` result to ``metrics.jsonl`` (and
+        TensorBoard) as their own record at this iteration."""
+        keys = ("fid", "kid", "kid_sd", "quality_samples", "quality_seconds")
+        record = {k: result[k] for k in keys if k in result}
+        if "quality_error" in result:
+            self.log(f"iteration {self.iteration}: FID/KID skipped: {result['quality_error']}")
+        if record:
+            self._log_metrics({"iteration": self.iteration, **record})
 
     def long_run_check(self) -> dict[str, Any]:
         from ebmlab.evaluators import long_run_check
@@ -369,6 +394,8 @@ class Trainer:
 
     def finish(self) -> dict[str, Any]:
         evaluation = self.evaluate()
+        if self._quality_due():
+            self.log_quality(evaluation)
         longrun = self.long_run_check()
         self.plots()
         target = self.method.target()
