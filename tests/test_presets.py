@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ebmlab.config import load_config
+from ebmlab.config import load_config, read_toml
+from ebmlab.data import IMAGE_DATASETS
 from ebmlab.experiment import RunConfig
 from ebmlab.train import start_run
 
@@ -16,17 +17,24 @@ PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"
 def test_presets_exist():
     names = {p.stem for p in PRESETS}
     assert {"gmm_convergent", "gmm_nonconvergent", "rings_convergent", "rings_nonconvergent",
-            "rings_anila", "rings_langevin", "steincd_digits", "steingan_digits"} <= names
+            "rings_anila", "rings_langevin", "steincd_digits", "steingan_digits",
+            "digits_conv_shortrun", "digits_conv_persistent"} <= names
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
 def test_preset_loads_and_trains(path, tmp_path):
+    data = read_toml(path).get("data", {}).get("name")
+    if data == "mnist5k" and "mnist5k" not in IMAGE_DATASETS:
+        pytest.skip("data.name = 'mnist5k' is not built into this branch yet")
     cfg = load_config(RunConfig, path=path, overrides=[
         "train.iterations=3", "train.progress=false", "train.plot_every=0",
-        "train.longrun_factor=1", "data.n_train=500", "data.n_test=200"])
+        "train.longrun_factor=1", "data.n_train=500", "data.n_test=200",
+        "train.quality_samples=0"])
     summary = start_run(cfg, tmp_path / "run").fit()
     assert summary["iteration"] == 3
-    if cfg.data.name in ("digits",):
+    if cfg.model.name == "rbm":
         assert summary["test_ll"] < 0  # exact (RBM)
+    elif cfg.data.name in IMAGE_DATASETS:
+        assert "energy_test" in summary and "fid" not in summary  # FID/KID switched off here
     else:
         assert summary["kl"] > 0

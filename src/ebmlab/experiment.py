@@ -149,7 +149,8 @@ class TrainConfig:
                                   "FID / KID against the test split at the end (and at "
                                   "checkpoints, see quality_checkpoints); 0: off")
     quality_checkpoints: bool = option(True, help="image data: also log FID / KID into "
-                                       "metrics.jsonl at every checkpoint")
+                                       "metrics.jsonl at every checkpoint (else only at "
+                                       "the end)")
     tensorboard: bool = option(False)
     progress: bool = option(True, help="a progress bar on a terminal, else a line every 5%")
 

@@ -394,8 +394,8 @@ class Trainer:
 
     def finish(self) -> dict[str, Any]:
         evaluation = self.evaluate()
-        if self._quality_due():
-            self.log_quality(evaluation)
+        if self.data.image_shape is not None and self.cfg.train.quality_samples > 0:
+            self.log_quality(evaluation)  # the last point of the FID / KID curve
         longrun = self.long_run_check()
         self.plots()
         target = self.method.target()

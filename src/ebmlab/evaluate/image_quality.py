@@ -85,14 +85,17 @@ class FeatureClassifier(nn.Module):
 
     Three 3×3 convolutions (``c``, ``2c`` stride 2, ``4c`` stride 2) with ReLU, a global
     average pool, a linear layer to ``feature_dim`` units with ReLU — the features —
-    and a linear head to the classes."""
+    and a linear head to the classes. Images of 16 pixels or more a side
+    (``min_side``) get a stride-2 first convolution too (28×28 → 4×4 maps: a wider
+    receptive field before the pool, and a quarter of the cost)."""
 
     def __init__(self, in_channels: int, n_classes: int, channels: int = 32,
-                 feature_dim: int = 64) -> None:
+                 feature_dim: int = 64, min_side: int = 8) -> None:
         super().__init__()
         c = channels
+        first_stride = 2 if min_side >= 16 else 1
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, c, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(in_channels, c, 3, stride=first_stride, padding=1), nn.ReLU(),
             nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1), nn.ReLU(),
         )
@@ -196,7 +199,8 @@ def train_classifier(images: Tensor, labels: Tensor,
     k = int(labels.max()) + 1 if n_classes is None else n_classes
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
-        net = FeatureClassifier(images.shape[1], k, settings.channels, settings.feature_dim)
+        net = FeatureClassifier(images.shape[1], k, settings.channels, settings.feature_dim,
+                                min(images.shape[2:]))
     gen = torch.Generator().manual_seed(settings.seed)
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
     n = images.shape[0]
@@ -238,7 +242,8 @@ def _load_cached(path: Path, key: str) -> tuple[FeatureClassifier, dict[str, Any
         raise ValueError(f"it holds another network (key {meta.get('key')!r})")
     s = meta["settings"]
     net = FeatureClassifier(int(meta["in_channels"]), int(meta["n_classes"]),
-                            int(s["channels"]), int(s["feature_dim"]))
+                            int(s["channels"]), int(s["feature_dim"]),
+                            min(int(v) for v in meta["image_shape"][1:]))
     net.load_state_dict(load_file(str(path)))
     net.eval()
     for p in net.parameters():
