@@ -109,6 +109,8 @@ def run_ebm(c: Contender, args: argparse.Namespace, space: Any, test: torch.Tens
     overrides = [*c.overrides, f"train.seed={args.seed}", "train.progress=false",
                  f"train.threads={args.threads}", f"train.quality_samples={n}",
                  "train.quality_checkpoints=true"]
+    if args.longrun_factor:
+        overrides.append(f"train.longrun_factor={args.longrun_factor}")
     if args.iterations:
         overrides += [f"train.iterations={args.iterations}",
                       f"train.ckpt_every={max(1, args.iterations // 4)}",
@@ -248,6 +250,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="300 iterations per EBM instead of the presets' lengths")
     p.add_argument("--iterations", type=int, default=None,
                    help="iterations per EBM (default: the presets'; 300 with --quick)")
+    p.add_argument("--longrun-factor", type=int, default=None,
+                   help="long-run chains run this many times K steps (default: the presets')")
     p.add_argument("--big-step", type=float, default=10.0,
                    help="the too-large step, as a multiple of the preset's (default 10)")
     p.add_argument("--only", default=None,
