@@ -123,10 +123,7 @@ def test_kid_matches_a_direct_implementation():
     a, b = rng.normal(size=(15, 4)), rng.normal(0.5, 1.2, size=(12, 4))
     direct = _mmd2_direct(a, b)
     assert mmd2_unbiased(_t(a), _t(b)) == pytest.approx(direct, rel=1e-12)
-    # subsets of size >= both samples: min(size, N, M) = 12 rows of a, all of b
-    same_size = _t(a[:12])
-    value, sd = kid(same_size, _t(b), subset_size=1000)
-    assert value == pytest.approx(_mmd2_direct(a[:12], b), rel=1e-12) and sd == 0.0
+    assert mmd2_unbiased(_t(a), _t(a)) == pytest.approx(_mmd2_direct(a, a), rel=1e-12)
 
 
 def test_kid_subsets_average_subset_estimates():
@@ -138,6 +135,12 @@ def test_kid_subsets_average_subset_estimates():
                             b[torch.randperm(40, generator=gen)[:20]]) for _ in range(30)]
     assert mean == pytest.approx(np.mean(values), rel=1e-12)
     assert sd == pytest.approx(np.std(values, ddof=1), rel=1e-12)
+    # equal sizes within subset_size: half-size subsets, not 30 copies of one number
+    mean, sd = kid(a[:40], b, n_subsets=30, subset_size=1000, seed=4)
+    gen = torch.Generator().manual_seed(4)
+    values = [mmd2_unbiased(a[:40][torch.randperm(40, generator=gen)[:20]],
+                            b[torch.randperm(40, generator=gen)[:20]]) for _ in range(30)]
+    assert mean == pytest.approx(np.mean(values), rel=1e-12) and sd > 0
 
 
 def test_kid_is_unbiased_for_equal_laws_and_positive_for_different_ones():

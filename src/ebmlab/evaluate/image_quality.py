@@ -442,9 +442,10 @@ def mmd2_unbiased(a: Tensor, b: Tensor) -> float:
 def kid(features_a: Tensor, features_b: Tensor, *, n_subsets: int = 100,
         subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
     """KID: the mean and sd over ``n_subsets`` of :func:`mmd2_unbiased` between random
-    subsets (without replacement within a subset) of ``min(subset_size, N, M)`` rows of
-    each sample. When the subsets are the whole samples, every subset gives the same
-    value (and sd 0)."""
+    subsets (without replacement within a subset) of ``m = min(subset_size, N, M)`` rows
+    of each sample. When ``m`` would be both whole samples (``N = M ≤ subset_size``)
+    every subset would be the same, so half-size subsets are drawn instead: the mean is
+    still unbiased and the sd says how much the estimate moves with the subset."""
     fa, fb = _check_features(features_a, "features_a"), _check_features(features_b, "features_b")
     if fa.shape[1] != fb.shape[1]:
         raise ValueError(f"feature dimensions differ: {fa.shape[1]} vs {fb.shape[1]}")
@@ -453,8 +454,7 @@ def kid(features_a: Tensor, features_b: Tensor, *, n_subsets: int = 100,
                          f"{subset_size}")
     m = min(subset_size, fa.shape[0], fb.shape[0])
     if m == fa.shape[0] == fb.shape[0]:
-        value = mmd2_unbiased(fa, fb)
-        return value, 0.0
+        m = max(2, m // 2)
     gen = torch.Generator().manual_seed(seed)
     values = torch.tensor([mmd2_unbiased(fa[torch.randperm(fa.shape[0], generator=gen)[:m]],
                                          fb[torch.randperm(fb.shape[0], generator=gen)[:m]])
