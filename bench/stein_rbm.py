@@ -141,7 +141,7 @@ def run_one(c: Contender, seed: int, args: argparse.Namespace) -> Result:
                  f"train.iterations={args.iterations}",
                  f"train.seed={seed}", "train.progress=false", "train.plot_every=0",
                  "train.ckpt_every=1000000000", "train.log_every=1000000000",
-                 f"train.threads={args.threads}"]
+                 f"train.threads={args.threads}", "train.quality_samples=0"]
     cfg = load_config(RunConfig, overrides=overrides)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp), log=lambda s: None)

@@ -95,3 +95,22 @@ def test_gebm_bench_runs_every_part_at_toy_size(tmp_path, capsys):
     assert "| held-out data (noise floor) |" in text and "## Claims" in text
     assert "failed" not in text
     assert headline["density"] == last["density"]
+
+
+def test_images_bench_end_to_end_at_toy_size(tmp_path, capsys, monkeypatch):
+    """bench/images.py: floor, a GaussianMixture and two EBM rows trained for 4 iterations;
+    the JSON line repeats the report's numbers; real images beat a 4-iteration EBM."""
+    monkeypatch.setenv("EBMLAB_CACHE_DIR", str(tmp_path / "cache"))
+    bench = _load("images")
+    bench.main(["--iterations", "4", "--only", "shortrun,anila", "--gmm", "2:diag",
+                "--longrun-factor", "2", "--out", str(tmp_path / "res"),
+                "--runs", str(tmp_path / "runs")])
+    out = capsys.readouterr().out.strip().splitlines()
+    scores = json.loads(out[-1])
+    assert {"floor:short", "gmm_2_diag:short", "shortrun:short", "shortrun:long_noise",
+            "shortrun:long_data", "anila:short"} <= set(scores)
+    assert scores["floor:short"]["fid"] < scores["shortrun:short"]["fid"]
+    text = (tmp_path / "res" / "images.md").read_text()
+    assert f"| {scores['floor:short']['fid']:.3f} |" in text
+    for name in ("shortrun_shortrun.png", "shortrun_longrun_noise.png", "gmm_2_diag.png"):
+        assert (tmp_path / "res" / "images" / name).exists(), name

@@ -7,7 +7,8 @@
 * ``ebmlab sample``: samples a built-in 2-D target with a chosen sampler
   (``samples.npy``, ``samples.png`` over the exact density, ``traces.png``,
   ``summary.json``); ``ebmlab sample --run DIR`` samples a trained model.
-* ``ebmlab eval --run DIR`` prints the run's exact metrics as JSON.
+* ``ebmlab eval --run DIR`` prints the run's exact metrics as JSON; for image runs
+  FID / KID of ``--quality-samples`` model samples against the test split.
 * ``ebmlab plot --run DIR`` redraws the run's figures.
 * ``ebmlab inpaint --run DIR --images X.npy --mask M.npy|center|bottom_half|random:P``
   fills the pixels where the mask is 1 from the model's conditional (``completed.npy``,
@@ -308,8 +309,11 @@ def load_run_for_cli(path: str) -> Run:
 
 
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
+    n = getattr(args, "quality_samples", None)
+    if n is not None and n < 0:
+        raise UsageError(f"--quality-samples must be >= 0, got {n}")
     run = load_run_for_cli(args.run)
-    return {"run": str(run.path), **run.trainer.evaluate()}
+    return {"run": str(run.path), **run.trainer.evaluate(n)}
 
 
 def cmd_plot(args: argparse.Namespace) -> dict[str, Any]:
@@ -435,11 +439,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override config values, as for train")
     c.set_defaults(func=cmd_config)
 
-    for name, func, text in (("eval", cmd_eval, "print a run's exact metrics as JSON"),
+    for name, func, text in (("eval", cmd_eval, "print a run's exact metrics as JSON (image "
+                              "runs: FID / KID of model samples against the test split)"),
                              ("plot", cmd_plot, "redraw a run's figures")):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--run", required=True, metavar="DIR", type=user_path,
                        help="run directory")
+        if name == "eval":
+            p.add_argument("--quality-samples", type=int, default=None, metavar="N",
+                           help="image runs: model samples scored by FID / KID (default: "
+                           "the run's train.quality_samples; 0: skip)")
         p.set_defaults(func=func)
 
     s = sub.add_parser("sample", help="sample a built-in 2-D target, or a trained run (--run)",

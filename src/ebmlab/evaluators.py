@@ -12,6 +12,9 @@ the model offers. All numbers are in the user's data coordinates.
   ``log_z_is`` and ``test_nll_is``, each with its standard error (``*_se``), in any
   dimension (in 2-D a check of the quadrature).
 * :func:`test_energy` — otherwise the mean test energy.
+* :func:`image_quality` — image data: FID and KID of the method's samples against the
+  test split, in the feature space of ebmlab's own cached classifier
+  (:mod:`ebmlab.evaluate.image_quality`), with the sample counts.
 * :func:`long_run_check` — the method's own samples, ``longrun_factor`` × longer,
   from data (when chains live in data space) and from its own start.
 """
@@ -19,6 +22,7 @@ the model offers. All numbers are in the user's data coordinates.
 from __future__ import annotations
 
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -32,6 +36,7 @@ from ebmlab.capabilities import (
 from ebmlab.samplers import NonFiniteError
 
 if TYPE_CHECKING:
+    from ebmlab.evaluate.image_quality import FeatureSpace
     from ebmlab.train import Trainer
 
 
@@ -90,10 +95,66 @@ def test_energy(trainer: Trainer) -> dict[str, Any]:
         return {"energy_test": float(energy(trainer.data.test).mean())}
 
 
-def evaluate(trainer: Trainer) -> dict[str, Any]:
-    """Every evaluation the model allows, merged."""
+QUALITY_REFERENCE_MAX = 10000  # test images FID / KID compare with, at most
+QUALITY_CHUNK = 500  # model samples drawn at a time
+
+
+def feature_space_for(trainer: Trainer) -> FeatureSpace:
+    """The run's data set's feature classifier (trained once, cached; kept on the trainer)."""
+    from ebmlab.evaluate.image_quality import feature_space
+
+    space = getattr(trainer, "_feature_space", None)
+    if space is None:
+        cfg = trainer.cfg.data
+        space = feature_space(cfg.name, cfg.path, log=trainer.log)
+        trainer._feature_space = space
+    return space
+
+
+def image_quality(trainer: Trainer, n: int | None = None) -> dict[str, Any]:
+    """FID and KID of ``n`` (default ``train.quality_samples``) samples of the method's
+    own generative process (:meth:`Method.sample`) against the test split (at most
+    10,000 images), both in [0, 1] pixel units, in the feature space of the data set's
+    classifier. Returns ``fid``, ``kid``, ``kid_sd`` (sd over KID subsets),
+    ``quality_samples`` / ``quality_reference`` (the counts), ``quality_origin`` (how the
+    samples were drawn), ``quality_seconds`` and ``classifier_test_accuracy``; ``{}``
+    when the method cannot be sampled; ``quality_error`` when its chains fail."""
+    from ebmlab.evaluate.image_quality import score_images
+
+    data = trainer.data
+    n = trainer.cfg.train.quality_samples if n is None else n
+    if data.image_shape is None or n < 1 or trainer.method.target() is None:
+        return {}
+    space = feature_space_for(trainer)
+    started = time.perf_counter()
+    rng = trainer.side_rng(3)
+    chunks, origin = [], ""
+    try:
+        for i in range(0, n, QUALITY_CHUNK):
+            x, origin = trainer.model_samples(min(QUALITY_CHUNK, n - i), rng)
+            assert x is not None
+            chunks.append(data.to_data_space(x).cpu())
+    except NonFiniteError as e:
+        return {"quality_error": str(e)}
+    samples = torch.cat(chunks)
+    if not bool(torch.isfinite(samples).all()):
+        return {"quality_error": "non-finite samples"}
+    reference = data.to_data_space(data.test[:QUALITY_REFERENCE_MAX]).cpu()
+    score = score_images(space, samples, reference)
+    return {"fid": score["fid"], "kid": score["kid"], "kid_sd": score["kid_sd"],
+            "quality_samples": score["n_samples"], "quality_reference": score["n_reference"],
+            "quality_origin": origin,
+            "quality_seconds": round(time.perf_counter() - started, 3),
+            "classifier_test_accuracy": space.test_accuracy}
+
+
+def evaluate(trainer: Trainer, quality_samples: int | None = None) -> dict[str, Any]:
+    """Every evaluation the model allows, merged. ``quality_samples`` overrides
+    ``train.quality_samples`` for image data (0: no FID / KID)."""
     result: dict[str, Any] = {"iteration": trainer.iteration}
     energy, data = trainer.energy, trainer.data
+    if data.image_shape is not None:
+        result.update(image_quality(trainer, quality_samples))
     if energy is None:
         return result
     if has_exact_log_partition(energy):
@@ -115,8 +176,10 @@ def long_run_check(trainer: Trainer) -> dict[str, Any]:
     density, ``kde_kl`` = KL(p_data ‖ KDE of the samples); compare it with
     ``kde_kl_reference``, the same estimator on as many held-out data points (the
     KDE's smoothing bias): samples as good as data give the same number; likewise
-    ``energy_reference``, the mean energy of those held-out points. A start whose chains
-    become non-finite records ``{"error": ...}``.
+    ``energy_reference``, the mean energy of those held-out points. For image data
+    (unless ``train.quality_samples = 0``) also ``fid`` / ``kid`` / ``kid_sd`` against the
+    test split (``n`` samples per start), and the grids ``longrun_<start>.png``. A start
+    whose chains become non-finite records ``{"error": ...}``.
     """
     from ebmlab.evaluate.mmd import mmd2
     from ebmlab.evaluate.sample_quality import kde_kl
@@ -134,6 +197,12 @@ def long_run_check(trainer: Trainer) -> dict[str, Any]:
     if log_density is None or bounds is None:
         log_density = bounds = None  # KDE-KL needs both
     test = data.to_data_space(data.test[:n])
+    images = data.image_shape is not None and trainer.cfg.train.quality_samples > 0
+    if images:
+        from ebmlab.evaluate.image_quality import score_images
+
+        reference = data.to_data_space(data.test[:QUALITY_REFERENCE_MAX]).cpu()
+        record["n"] = n
     if log_density is not None and bounds is not None:
         record["kde_kl_reference"] = kde_kl(log_density, test.cpu(), bounds)
     if trainer.energy is not None:
@@ -162,10 +231,21 @@ def long_run_check(trainer: Trainer) -> dict[str, Any]:
             record[origin] = {"error": "non-finite samples"}
             continue
         entry["mmd2"] = mmd2(flat_xd, flat_test)
+        if images:
+            score = score_images(feature_space_for(trainer), xd.cpu(), reference)
+            entry.update(fid=score["fid"], kid=score["kid"], kid_sd=score["kid_sd"])
+            record["quality_reference"] = score["n_reference"]
         if log_density is not None and bounds is not None:
             entry["kde_kl"] = kde_kl(log_density, xd.cpu(), bounds)
         record[origin] = entry
         samples[origin] = (xd, described)
+    if data.image_shape is not None:
+        from ebmlab.plots import plot_image_grid
+
+        for origin, (xd, described) in samples.items():
+            plot_image_grid(xd[:64].clamp(0, 1).cpu(), trainer.out / f"longrun_{origin}.png",
+                            image_shape=data.image_shape, value_range=(0.0, 1.0),
+                            title=f"{described}, iteration {trainer.iteration}")
     if data.dim == 2 and trainer.energy is not None:
         from ebmlab.plots import plot_density
 

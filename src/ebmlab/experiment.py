@@ -204,6 +204,12 @@ class TrainConfig:
     max_rollbacks: int = option(3, low=0, help="rollbacks before the run stops (exit 1)")
     tensorboard: bool = option(False, help="also log to RUN/tensorboard (needs the "
                                "tensorboard package)")
+    quality_samples: int = option(1000, low=0, help="image data: model samples scored by "
+                                  "FID / KID against the test split at the end (and at "
+                                  "checkpoints, see quality_checkpoints); 0: off")
+    quality_checkpoints: bool = option(True, help="image data: also log FID / KID into "
+                                       "metrics.jsonl at every checkpoint (else only at "
+                                       "the end)")
     progress: bool = option(True, help="a progress bar on a terminal, else a line every 5%")
 
 
@@ -378,6 +384,7 @@ RESUME_SAFE = ("train.iterations", "train.lr", "train.log_every", "train.ckpt_ev
                "train.progress", "train.tensorboard", "train.threads", "train.device",
                "train.on_failure", "train.max_rollbacks", "train.rollback_lr_factor",
                "train.divergence_check", "train.grad_clip", "train.schedule_length",
+               "train.quality_samples", "train.quality_checkpoints",
                "optim.*.lr", "optim.*.grad_clip")
 
 

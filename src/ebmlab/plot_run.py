@@ -4,8 +4,10 @@
 ``samples.png`` (fresh samples of the method's own generative process: short-run chains
 from noise or its generator, over the density, or over the data when the model has no
 density; a grid for image data, next to ``data.png``; an RBM's block-Gibbs chains shown
-as ``E[x | h]``), ``diagnosis.png`` (d_st / r_t, see :func:`ebmlab.plots.plot_diagnosis`)
-and ``longrun.png`` (see :func:`ebmlab.plots.plot_longrun`).
+as ``E[x | h]``), ``diagnosis.png`` (d_st / r_t, see :func:`ebmlab.plots.plot_diagnosis`),
+``longrun.png`` (see :func:`ebmlab.plots.plot_longrun`) and, for image data,
+``quality.png`` (FID / KID over training) and ``longrun_<start>.png`` (grids of the
+long-run chains, written by the long-run check).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ebmlab.plots import (
     plot_diagnosis,
     plot_image_grid,
     plot_longrun,
+    plot_quality,
     plot_samples,
 )
 from ebmlab.samplers.gibbs import GibbsSweeps
@@ -90,6 +93,9 @@ def plot_run(out: Path, trainer: Any) -> list[Path]:
         sampler = trainer.cfg.samplers.get("negatives", {}).get("name")
         written.append(plot_diagnosis(records, out / "diagnosis.png", sampler=sampler,
                                       title=f"{method.name}: learning diagnostics"))
+    if any("fid" in r for r in records):
+        written.append(plot_quality(records, out / "quality.png",
+                                    title=f"{method.name}: image quality over training"))
     longrun = read_jsonl(out / "longrun.jsonl")
     if longrun:
         written.append(plot_longrun(longrun, out / "longrun.png"))

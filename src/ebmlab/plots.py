@@ -348,9 +348,10 @@ LONGRUN_STARTS = (("data", "from held-out data", "tab:blue"),
 
 
 def plot_longrun(records: list[dict], path: PathLike) -> Path:
-    """The long-run check: sample quality (KDE-KL to the data density, or MMD² to held-out
-    data) and mean energy of chains ``longrun_factor``× longer than in training, by start,
-    next to what held-out data score (the KDE's own bias; the data's mean energy).
+    """The long-run check: sample quality (KDE-KL to the data density, FID for images, or
+    MMD² to held-out data) and mean energy of chains ``longrun_factor``× longer than in
+    training, by start, next to what held-out data score (the KDE's own bias; the data's
+    mean energy).
 
     One check (the default, at the end) is drawn as bars; checks at several iterations
     (``train.longrun_every``) as curves over training. The reference is always inside the
@@ -358,8 +359,10 @@ def plot_longrun(records: list[dict], path: PathLike) -> Path:
     if not records:
         raise ValueError("no long-run records to plot")
     entries = [r[o] for r in records for o in ("data", "model") if isinstance(r.get(o), dict)]
-    metric = "kde_kl" if any("kde_kl" in e for e in entries) else "mmd2"
+    metric = "kde_kl" if any("kde_kl" in e for e in entries) else \
+        "fid" if any("fid" in e for e in entries) else "mmd2"
     quality = {"kde_kl": "KDE-KL(p_data ‖ samples) (nats)",
+               "fid": "FID to the test split (classifier features)",
                "mmd2": "MMD² to held-out data (≈ 0 for data)"}
     panels = ((metric, "kde_kl_reference" if metric == "kde_kl" else None, quality[metric],
                "sample quality (lower is better)"),
@@ -426,6 +429,28 @@ def plot_longrun(records: list[dict], path: PathLike) -> Path:
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(f"long-run check: chains of {steps} steps", fontsize="medium")
+    return _save(fig, path)
+
+
+def plot_quality(records: list[dict], path: PathLike, title: str | None = None) -> Path:
+    """FID and KID (± sd over subsets) of the model's samples over training."""
+    rows = [r for r in records if "fid" in r and "kid" in r]
+    if not rows:
+        raise ValueError("no FID / KID records to plot")
+    it = np.array([r["iteration"] for r in rows], dtype=float)
+    fig = _new_figure(9.0, 3.6)
+    ax_f, ax_k = fig.subplots(1, 2)
+    ax_f.plot(it, [r["fid"] for r in rows], "o-", color="tab:blue")
+    kid = np.array([r["kid"] for r in rows], dtype=float)
+    sd = np.array([r.get("kid_sd", 0.0) for r in rows], dtype=float)
+    ax_k.errorbar(it, kid, yerr=sd, fmt="o-", color="tab:red", capsize=2)
+    n = rows[-1].get("quality_samples", "?")
+    ax_f.set(xlabel="iteration", ylabel="FID", title=f"FID ({n} samples vs test split)")
+    ax_k.set(xlabel="iteration", ylabel="KID", title="KID (mean ± sd over subsets)")
+    for ax in (ax_f, ax_k):
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)
 
 

@@ -147,6 +147,7 @@ class Trainer:
         self._tb: Any = None  # the TensorBoard SummaryWriter, opened at the first record
         self._tb_purge: int | None = None  # steps from here on are stale (resume, rollback)
         self._last_ckpt: int | None = None
+        self._feature_space: Any = None  # the FID / KID classifier, loaded when first needed
 
     # -- pieces -------------------------------------------------------------------------
     @property
@@ -356,6 +357,8 @@ class Trainer:
                     self._log_metrics({"iteration": it, **metrics, "seconds": self.seconds})
                 if it % t.ckpt_every == 0 or it == t.iterations:
                     self._checkpoint_if_healthy()
+                    if main and it < t.iterations and self._quality_due():
+                        self.log_quality(self.quality())
                 if main and t.plot_every and it % t.plot_every == 0 and it < t.iterations:
                     self.plots()
                 if main and t.longrun_every and it % t.longrun_every == 0 \
@@ -462,12 +465,35 @@ class Trainer:
                              dataformats="HWC")
 
     # -- evaluation, plots, long-run check ------------------------------------------------
-    def evaluate(self) -> dict[str, Any]:
-        """Every exact number the model allows (kept as ``last_evaluation`` for figures)."""
+    def evaluate(self, quality_samples: int | None = None) -> dict[str, Any]:
+        """Every exact number the model allows (kept as ``last_evaluation`` for figures);
+        image data: FID / KID of ``quality_samples`` model samples (default
+        ``train.quality_samples``)."""
         from ebmlab.evaluators import evaluate
 
-        self.last_evaluation = evaluate(self)
+        self.last_evaluation = evaluate(self, quality_samples)
         return self.last_evaluation
+    def _quality_due(self) -> bool:
+        t = self.cfg.train
+        return (self.data.image_shape is not None and t.quality_samples > 0
+                and t.quality_checkpoints)
+
+    def quality(self) -> dict[str, Any]:
+        """FID / KID of the method's samples now (image data; see
+        :func:`ebmlab.evaluators.image_quality`)."""
+        from ebmlab.evaluators import image_quality
+
+        return image_quality(self)
+
+    def log_quality(self, result: Mapping[str, Any]) -> None:
+        """Append the numbers of an :meth:`quality` result to ``metrics.jsonl`` (and
+        TensorBoard) as their own record at this iteration."""
+        keys = ("fid", "kid", "kid_sd", "quality_samples", "quality_seconds")
+        record = {k: result[k] for k in keys if k in result}
+        if "quality_error" in result:
+            self.log(f"iteration {self.iteration}: FID/KID skipped: {result['quality_error']}")
+        if record:
+            self._log_metrics({"iteration": self.iteration, **record})
 
     def long_run_check(self) -> dict[str, Any]:
         from ebmlab.evaluators import long_run_check
@@ -488,6 +514,8 @@ class Trainer:
     def finish(self) -> dict[str, Any]:
         evaluation = self.evaluate()
         self._tb_scalars("eval/", evaluation)
+        if self.data.image_shape is not None and self.cfg.train.quality_samples > 0:
+            self.log_quality(evaluation)  # the last point of the FID / KID curve
         longrun = self.long_run_check()
         self.plots()
         target = self.method.target()
