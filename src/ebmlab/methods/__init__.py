@@ -3,10 +3,11 @@ name in :data:`METHODS` (see :mod:`ebmlab.methods.registry`). Each import below 
 the methods of one file."""
 
 from ebmlab.methods.base import Batch, Method, SamplingTarget, StepOutput, batch_x
+from ebmlab.methods.coop import VALS, AncestralLangevin, CoopNets
 from ebmlab.methods.mle import REGIMES, MaximumLikelihood
 from ebmlab.methods.registry import METHODS, MethodOptions, MethodSpec, method_spec, register
 from ebmlab.methods.stein import SteinCD, SteinGAN
 
-__all__ = ["METHODS", "REGIMES", "Batch", "MaximumLikelihood", "Method", "MethodOptions",
-           "MethodSpec", "SamplingTarget", "SteinCD", "SteinGAN", "StepOutput", "batch_x",
-           "method_spec", "register"]
+__all__ = ["METHODS", "REGIMES", "VALS", "AncestralLangevin", "Batch", "CoopNets",
+           "MaximumLikelihood", "Method", "MethodOptions", "MethodSpec", "SamplingTarget",
+           "SteinCD", "SteinGAN", "StepOutput", "batch_x", "method_spec", "register"]
