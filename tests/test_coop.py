@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -271,6 +272,7 @@ def test_coopnets_completion_start_fits_the_latent_to_the_observed_pixels():
 
 # -- learning --------------------------------------------------------------------------------
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TOY = ["data.name=8gaussians", "data.n_train=2000", "data.n_test=500", "model.width=32",
        "model.depth=2", "train.batch_size=100", "train.progress=false", "train.plot_every=0",
        "train.longrun_factor=1", "generator.width=32", "generator.latent_dim=2"]
@@ -282,16 +284,17 @@ def _exact_kl(trainer) -> float:
                        data.to_data_space(data.test), bounds=data.bounds, n_grid=200)["kl"]
 
 
-@pytest.mark.parametrize("name, extra", [
-    ("coopnets", ["method.inference_steps=5", "method.generator_sd=0.3"]),
-    ("vals", ["method.generator_sd=0.1", "encoder.width=32"]),
-])
-def test_learning_lowers_the_exact_kl(tmp_path, name, extra):
-    cfg = load_config(RunConfig, overrides=[f"method.name={name}", *TOY, *extra,
-                                            "train.iterations=300"])
+@pytest.mark.parametrize("preset", ["coopnets_toy", "vals_toy"])
+def test_learning_lowers_the_exact_kl(tmp_path, preset):
+    """The toy presets' settings, 500 iterations (cosine over them): the energy's exact KL
+    (quadrature) falls below half of the initial model's (≈ 2.6 nats, the Gaussian
+    reference term alone)."""
+    cfg = load_config(RunConfig, path=CONFIGS / f"{preset}.toml", overrides=[
+        "data.n_train=5000", "data.n_test=1000", "train.iterations=500", "train.progress=false",
+        "train.plot_every=0", "train.longrun_factor=1"])
     trainer = start_run(cfg, tmp_path / "run")
     before = _exact_kl(trainer)
-    trainer.fit(until=300)
+    trainer.fit(until=500)
     after = _exact_kl(trainer)
     assert after < 0.5 * before, (before, after)
 
@@ -360,3 +363,14 @@ def test_train_sample_and_load_run_end_to_end(tmp_path, capsys, name):
     if name == "vals":
         saved = (out / "config.toml").read_text()
         assert "[encoder]" in saved
+
+
+def test_divergence_monitor_watches_the_energy_scale_only(tmp_path):
+    """Revised samples start from a generator that lags the energy: on the digits d_st sits
+    at −19 for 1000 iterations (1.4× the data's energy spread, 19× its floor) while samples
+    improve, so the one-sided-d_st rule would stop healthy runs; the energy-scale rule stays."""
+    for name in ("coopnets", "vals"):
+        trainer = start_run(load_config(RunConfig, overrides=[f"method.name={name}", *TOY]),
+                            tmp_path / name)
+        assert not trainer.monitor.check_d_st
+        assert trainer.cfg.train.divergence_check

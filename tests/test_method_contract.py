@@ -24,7 +24,11 @@ SMALL = ["model.width=16", "model.depth=2", "train.batch_size=32", "data.n_train
 PER_METHOD = {"persistent": ["method.n_steps=3", "method.buffer_size=64"],
               "short_run": ["method.n_steps=3"], "cd": ["method.n_steps=3"],
               "steincd": ["method.sample_steps=3"],
-              "steingan": ["generator.width=16", "generator.latent_dim=4"]}
+              "steingan": ["generator.width=16", "generator.latent_dim=4"],
+              "coopnets": ["generator.width=16", "generator.latent_dim=4", "method.n_steps=3",
+                           "method.inference_steps=2"],
+              "vals": ["generator.width=16", "generator.latent_dim=4", "encoder.width=16",
+                       "method.n_steps=3"]}
 
 
 def method_config(name: str, *extra: str) -> RunConfig:
