@@ -28,7 +28,11 @@ PER_METHOD = {"persistent": ["method.n_steps=3", "method.buffer_size=64"],
               "gebm": ["generator.width=16", "generator.latent_dim=2", "method.energy_steps=1",
                        "method.warmup_energy_steps=1", "method.sample_steps=3",
                        "method.init_samples=100"],
-              "flow": ["generator.name=flow", "generator.width=8", "generator.transforms=1"]}
+              "flow": ["generator.name=flow", "generator.width=8", "generator.transforms=1"],
+              "coopnets": ["generator.width=16", "generator.latent_dim=4", "method.n_steps=3",
+                           "method.inference_steps=2"],
+              "vals": ["generator.width=16", "generator.latent_dim=4", "encoder.width=16",
+                       "method.n_steps=3"]}
 NEEDS_ZUKO = {"flow"}
 
 

@@ -20,7 +20,8 @@ def test_presets_exist():
     names = {p.stem for p in PRESETS}
     assert {"gmm_convergent", "gmm_nonconvergent", "rings_convergent", "rings_nonconvergent",
             "rings_anila", "rings_langevin", "steincd_digits", "steingan_digits",
-            "digits_conv_shortrun", "digits_conv_persistent"} <= names
+            "digits_conv_shortrun", "digits_conv_persistent", "coopnets_toy", "coopnets_digits",
+            "vals_toy", "vals_digits"} <= names
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)

@@ -7,7 +7,8 @@ registered method, the other keys are that method's own options),
 ``negatives``; its keys go straight to :func:`ebmlab.samplers.make_sampler`;
 ``[sampler]`` is short for ``[samplers.negatives]``), ``[optim.<group>]``
 (optimiser settings per parameter group, each defaulting to ``[train]``),
-``[generator]`` (for methods with a generator) and ``[train]``.
+``[generator]`` (for methods with a generator), ``[encoder]`` (for methods with an
+inference network, VALS) and ``[train]``.
 
 Data are standardised (``z = (x − shift)/scale``) unless ``data.standardize =
 false``: the energy learns ``U_z``, so chains, step sizes and noise defaults
@@ -46,14 +47,22 @@ from ebmlab.data.images import IMAGE_DATASETS
 from ebmlab.data.lifted import lift, parse_lifted
 from ebmlab.data.toy2d import TOY_DATASETS, canonical_name, make_toy, toy_bounds, toy_log_density
 from ebmlab.energies import ConvEnergy, GaussianBernoulliRBM, GaussianReference, MLPEnergy
-from ebmlab.generators import DeconvGenerator, FlowGenerator, Generator, MLPGenerator
+from ebmlab.generators import (
+    ConvEncoder,
+    DeconvGenerator,
+    FlowGenerator,
+    GaussianEncoder,
+    Generator,
+    MLPEncoder,
+    MLPGenerator,
+)
 from ebmlab.methods import METHODS, Method, MethodOptions, method_spec
 from ebmlab.samplers import Sampler, make_sampler
 
 TOY_NAMES = sorted(TOY_DATASETS)
 ARRAY_FORMATS = ("npy", "csv")
 IMAGE_NEEDS_PATH = tuple(n for n in IMAGE_DATASETS if n not in ("digits", "mnist5k"))
-SECTIONS = ("data", "model", "method", "samplers", "optim", "generator", "train")
+SECTIONS = ("data", "model", "method", "samplers", "optim", "generator", "encoder", "train")
 SAMPLER_ALIAS = "sampler"  # [sampler] = [samplers.negatives]
 RENAMED = {("train", "lr_generator"): "optim.generator.lr",
            ("train", "on_nonfinite"): "train.on_failure"}
@@ -167,6 +176,17 @@ class GeneratorConfig:
 
 
 @dataclass
+class EncoderConfig:
+    """``[encoder]``: the Gaussian inference network π(z | x) of VALS; its latent dimension
+    is the generator's (``generator.latent_dim``)."""
+
+    name: str = option("mlp", choices=["mlp", "conv"],
+                       help="encoder network (conv: image data)")
+    width: int = option(128, low=1, help="hidden width (mlp) / channels (conv)")
+    depth: int = option(2, low=1, help="mlp: hidden layers", applies=("name", ["mlp"]))
+
+
+@dataclass
 class TrainConfig:
     iterations: int = option(6000, low=1, help="training iterations (one batch each)")
     batch_size: int = option(200, low=1, help="data points per iteration")
@@ -258,6 +278,7 @@ class RunConfig:
     optim: dict[str, OptimConfig]
     generator: GeneratorConfig | None
     train: TrainConfig
+    encoder: EncoderConfig | None = None
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any]) -> RunConfig:
@@ -289,6 +310,10 @@ class RunConfig:
             raise ConfigError(f"[generator] does not apply to method.name = {spec.name!r}")
         generator = (build_section(GeneratorConfig, "generator", raw.get("generator", {}))
                      if "generator" in spec.sections else None)
+        if raw.get("encoder") and "encoder" not in spec.sections:
+            raise ConfigError(f"[encoder] does not apply to method.name = {spec.name!r}")
+        encoder = (build_section(EncoderConfig, "encoder", raw.get("encoder", {}))
+                   if "encoder" in spec.sections else None)
         samplers = {}
         for role in raw.get("samplers", {}):
             if role not in spec.roles:
@@ -313,7 +338,7 @@ class RunConfig:
             data=build_section(DataConfig, "data", raw.get("data", {})),
             model=build_section(ModelConfig, "model", raw.get("model", {})),
             method=method, samplers=samplers, optim=optim, generator=generator,
-            train=build_section(TrainConfig, "train", raw.get("train", {})))
+            train=build_section(TrainConfig, "train", raw.get("train", {})), encoder=encoder)
 
     def optim_for(self, group: str) -> OptimSettings:
         """``group``'s optimiser settings, unset keys filled from [train]."""
@@ -331,6 +356,8 @@ class RunConfig:
                                for g, o in self.optim.items()}
         if self.generator is not None:
             tables["generator"] = applicable(self.generator)
+        if self.encoder is not None:
+            tables["encoder"] = applicable(self.encoder)
         tables["train"] = applicable(self.train)
         return tables
 
@@ -632,6 +659,21 @@ def build_generator(cfg: GeneratorConfig, data: Data) -> Generator:
         raise ConfigError(f"[generator] {e}") from None
 
 
+def build_encoder(cfg: EncoderConfig, data: Data, latent_dim: int) -> GaussianEncoder:
+    """A Gaussian encoder from (standardised) data of ``data.shape`` to ``latent_dim``."""
+    try:
+        if cfg.name == "conv":
+            if data.image_shape is None:
+                raise ConfigError("encoder.name = 'conv' needs image data "
+                                  "(data.name = digits, ...)")
+            return ConvEncoder(data.image_shape, latent_dim, channels=cfg.width)
+        return MLPEncoder(data.shape, latent_dim, width=cfg.width, depth=cfg.depth)
+    except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"[encoder] {e}") from None
+
+
 @dataclass
 class BuildContext:
     """What a method's build function gets: the config, the data (shapes, device, dtype),
@@ -649,6 +691,12 @@ class BuildContext:
     def generator(self) -> Generator:
         assert self.cfg.generator is not None, "the method did not declare sections=('generator',)"
         return build_generator(self.cfg.generator, self.data).to(
+            self.data.train.device, self.data.train.dtype)
+
+    def encoder(self, latent_dim: int) -> GaussianEncoder:
+        """The encoder of [encoder], to ``latent_dim`` (the generator's)."""
+        assert self.cfg.encoder is not None, "the method did not declare sections=('encoder',)"
+        return build_encoder(self.cfg.encoder, self.data, latent_dim).to(
             self.data.train.device, self.data.train.dtype)
 
     def noise(self, kind: str, scale: float) -> NoiseInit:
@@ -675,5 +723,5 @@ def build_method(cfg: RunConfig, data: Data) -> Method:
     return method
 
 
-__all__ = ["BuildContext", "Data", "DataSpaceEnergy", "RunConfig", "build_energy",
-           "build_generator", "build_method", "build_sampler", "load_data"]
+__all__ = ["BuildContext", "Data", "DataSpaceEnergy", "RunConfig", "build_encoder",
+           "build_energy", "build_generator", "build_method", "build_sampler", "load_data"]

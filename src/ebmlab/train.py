@@ -550,7 +550,7 @@ class Trainer:
 class _Progress:
     """A tqdm bar on a terminal; otherwise a line every 5 % (batch jobs see progress)."""
 
-    KEYS = ("loss_energy", "d_st", "r_t", "accept", "loss_generator")
+    KEYS = ("loss_energy", "d_st", "r_t", "accept", "loss_generator", "loss_vae")
 
     def __init__(self, total: int, initial: int, enabled: bool,
                  log: Callable[[str], None]) -> None:
