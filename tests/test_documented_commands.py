@@ -58,6 +58,8 @@ def shortened(argv: list[str]) -> list[str]:
     if sub == "sample":
         return [*argv, "--chains", "64"] if "--run" in argv else \
             [*argv, "--chains", "64", "--steps", "20"]
+    if sub == "inpaint":
+        return [*argv, "--steps", "5", "--samples", "1"]
     if sub in ("eval", "plot", "config", "--version"):
         return argv
     raise AssertionError(f"teach {__name__}.shortened how to run `ebmlab {sub}` briefly")
@@ -83,6 +85,7 @@ def scratch(tmp_path, monkeypatch):
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     rng = np.random.default_rng(0)
     np.save(tmp_path / "my_points.npy", rng.normal(size=(300, 2)) * [3.0, 0.5])
+    np.save(tmp_path / "X.npy", rng.uniform(size=(4, 8, 8)))  # images to complete (8×8 digits)
     _mnist(tmp_path / "data" / "mnist")
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
