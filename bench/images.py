@@ -45,13 +45,13 @@ from typing import Any
 
 import torch
 
-from ebmlab.config import load_config
+from ebmlab.config import dump_toml, load_config
 from ebmlab.data import load_digits
 from ebmlab.evaluate.image_baselines import gaussian_mixture_samples, training_images
 from ebmlab.evaluate.image_quality import feature_space, score_images
 from ebmlab.experiment import RunConfig
 from ebmlab.plots import plot_image_grid
-from ebmlab.train import start_run
+from ebmlab.train import CONFIG_FILE, SUMMARY_FILE, start_run
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE.parent / "configs"
@@ -95,6 +95,7 @@ class Row:
     settings: str = ""
     error: str | None = None
     note: str = ""
+    reused: bool = False
 
 
 def score(space: Any, samples: torch.Tensor, test: torch.Tensor) -> dict[str, Any]:
@@ -118,18 +119,26 @@ def run_ebm(c: Contender, args: argparse.Namespace) -> Row:
                       f"train.plot_every={max(1, args.iterations // 2)}"]
     cfg = load_config(RunConfig, path=c.preset, overrides=overrides)
     out = args.runs / c.key
-    if out.exists():
-        shutil.rmtree(out)
-    cpu = time.process_time()
-    torch.set_num_threads(args.threads)
-    try:
-        trainer = start_run(cfg, out)
-        summary = trainer.fit()
-    except Exception as e:  # noqa: BLE001 - a failed contender is a result, keep the others
-        row.error = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
-        summary = json.loads((out / "summary.json").read_text()) \
-            if (out / "summary.json").exists() else {}
-    row.cpu_seconds = time.process_time() - cpu
+    record = out / "bench_row.json"  # this script's own note: CPU time, error
+    if args.reuse and record.exists() and (out / CONFIG_FILE).exists() \
+            and (out / CONFIG_FILE).read_text() == dump_toml(cfg):
+        row.reused = True  # the same config trains bit-identically on CPU: keep the run
+        saved = json.loads(record.read_text())
+        row.cpu_seconds, row.error = saved["cpu_seconds"], saved["error"]
+    else:
+        if out.exists():
+            shutil.rmtree(out)
+        cpu = time.process_time()
+        torch.set_num_threads(args.threads)
+        try:
+            start_run(cfg, out).fit()
+        except Exception as e:  # noqa: BLE001 - a failed contender is a result, keep the rest
+            row.error = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        row.cpu_seconds = time.process_time() - cpu
+        if out.exists():
+            record.write_text(json.dumps({"cpu_seconds": row.cpu_seconds, "error": row.error}))
+    summary = json.loads((out / SUMMARY_FILE).read_text()) \
+        if (out / SUMMARY_FILE).exists() else {}
     if not summary:
         return row
     row.seconds = summary.get("seconds")
@@ -233,7 +242,10 @@ def report(args: argparse.Namespace, rows: list[Row], space: Any, elapsed: float
             secs = f"{row.seconds:.0f}" if first and row.seconds is not None else ""
             cpu = f"{row.cpu_seconds:.0f}" if first and row.cpu_seconds is not None else ""
             label = row.label if first else ""
-            note = f" ({row.note})" if first and row.note else ""
+            notes = [row.note] if row.note else []
+            if row.reused:
+                notes.append("run reused from an earlier invocation")
+            note = f" ({'; '.join(notes)})" if first and notes else ""
             err = f" ({row.error})" if first and row.error else ""
             settings = f"`{row.settings}`" if first and row.settings else ""
             lines.append(f"| {label}{note}{err} | {what} | {f} | {k} | {secs} | {cpu} | "
@@ -265,6 +277,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "langevin_big, anila_big); default all")
     p.add_argument("--gmm", default="10:full,50:diag",
                    help="GaussianMixture rows as components:covariance_type, comma-separated")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep an EBM run of --runs whose config equals this invocation's "
+                   "(training is bit-identical on CPU) instead of training it again")
     p.add_argument("--jobs", type=int, default=1,
                    help="EBM rows trained at once in separate processes (default 1)")
     p.add_argument("--seed", type=int, default=0)
