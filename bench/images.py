@@ -18,7 +18,8 @@ the sample count, so all rows use the same count):
   steps), the Anatomy paper's contrast;
 * **AniLA vs Langevin at equal budget**: the short-run preset with AniLA instead of
   Langevin (same K, step, iterations, seed), at the preset's tuned step and at a step
-  ``--big-step`` times larger, too large for Langevin.
+  ``--big-step`` times larger, too large for Langevin; AniLA's threshold is ``b = 0.1 / s``
+  (a pixel moves at most 0.1 per step, see ``ANILA_CAP``).
 
     python bench/images.py --quick     # fewer iterations (< 10 min on a quiet 2-core machine)
     python bench/images.py             # the presets' full lengths
@@ -57,7 +58,13 @@ HERE = Path(__file__).resolve().parent
 CONFIGS = HERE.parent / "configs"
 SHORTRUN = CONFIGS / "digits_conv_shortrun.toml"
 PERSISTENT = CONFIGS / "digits_conv_persistent.toml"
-ANILA_THRESHOLD = 5.0  # b in γ = b / max(b, |∂U|), standardised pixel units
+# AniLA's b in γ = b / max(b, |∂U|) (per pixel, standardised units): the drift of a pixel is
+# at most s·b per step. b is set by that cap, b = ANILA_CAP / s, so the cap is the same at
+# every step size: 0.1 lets a chain cross the data range (≈ 3 units) in K = 30 steps. A
+# fixed b cannot serve both steps: b = 5 at s = 0.01 caps chains at 1.5 units in 30 steps
+# and learning stalls (d_st stuck below 0, measured); b = 5 or 10 at s = 0.1 leaves
+# steps of 0.5–1 per pixel and learning diverges (measured, 200–300 iterations).
+ANILA_CAP = 0.1
 
 
 @dataclass(frozen=True)
@@ -72,16 +79,22 @@ def contenders(big_step: float) -> list[Contender]:
     base = load_config(RunConfig, path=SHORTRUN)
     step = float(base.samplers["negatives"]["step_size"])
     big = step * big_step
-    anila = ("sampler.name=anila", f"sampler.threshold={ANILA_THRESHOLD:g}")
+
+    def anila(s: float) -> tuple[str, ...]:
+        return ("sampler.name=anila", f"sampler.threshold={ANILA_CAP / s:g}",
+                f"sampler.step_size={s:g}")
+
     return [
         Contender("shortrun", f"short-run ML from noise, Langevin s = {step:g}", SHORTRUN),
         Contender("persistent", "persistent ML (replay buffer), Langevin", PERSISTENT),
         Contender("anila", f"short-run ML from noise, AniLA s = {step:g}, "
-                  f"b = {ANILA_THRESHOLD:g}", SHORTRUN, anila),
+                  f"b = {ANILA_CAP / step:g}", SHORTRUN, anila(step)),
+        # the two big-step rows checkpoint every 100 iterations, so that a divergence
+        # early in training can be rolled back (the preset's 500 would stop the run)
         Contender("langevin_big", f"short-run ML from noise, Langevin s = {big:g} (too large)",
-                  SHORTRUN, (f"sampler.step_size={big:g}",)),
+                  SHORTRUN, (f"sampler.step_size={big:g}", "train.ckpt_every=100")),
         Contender("anila_big", f"short-run ML from noise, AniLA s = {big:g}, "
-                  f"b = {ANILA_THRESHOLD:g}", SHORTRUN, (*anila, f"sampler.step_size={big:g}")),
+                  f"b = {ANILA_CAP / big:g}", SHORTRUN, (*anila(big), "train.ckpt_every=100")),
     ]
 
 
