@@ -25,8 +25,9 @@ the sample count, so all rows use the same count):
     python bench/images.py             # the presets' full lengths
 
 Writes ``docs/results/images.md`` and the sample grids into ``docs/results/images/``
-(``--out``), the runs into ``bench/out/images/`` (``--runs``); prints the report; the
-last stdout line is one JSON object ``{row: {"fid": ..., "kid": ...}}``.
+(``--out``; with ``--quick`` ``images_quick.md`` and ``images_quick/``), the runs into
+``bench/out/images/`` (``--runs``; ``bench/out/images_quick/``); prints the report; the
+last stdout line is one JSON object ``{"<row>:<samples>": {"fid": ..., "kid": ...}}``.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def run_ebm(c: Contender, args: argparse.Namespace) -> Row:
                          ("diagnosis.png", f"{c.key}_diagnosis.png"),
                          ("quality.png", f"{c.key}_quality.png")):
         if (out / name).exists():
-            shutil.copyfile(out / name, args.out / "images" / target)
+            shutil.copyfile(out / name, args.out / args.name / target)
     return row
 
 
@@ -194,7 +195,7 @@ def baseline_rows(args: argparse.Namespace, space: Any, train: torch.Tensor,
         row.seconds = time.perf_counter() - started
         row.scores["short"] = score(space, x, test)
         row.settings = "sklearn GaussianMixture, reg_covar=1e-3, pixels in [0, 1]"
-        plot_image_grid(x[:64].clamp(0, 1), args.out / "images" / f"{row.key}.png",
+        plot_image_grid(x[:64].clamp(0, 1), args.out / args.name / f"{row.key}.png",
                         image_shape=(1, 8, 8), value_range=(0.0, 1.0), title=row.label)
         rows.append(row)
     return rows
@@ -267,7 +268,7 @@ def report(args: argparse.Namespace, rows: list[Row], space: Any, elapsed: float
     lines += [
         "",
         "Lower is better for both; the floor row is what real data of the same law scores. "
-        "Grids in `images/`: `<row>_shortrun.png` (the method's own samples), "
+        f"Grids in `{args.name}/`: `<row>_shortrun.png` (the method's own samples), "
         "`<row>_longrun_noise.png` and `<row>_longrun_data.png` (long-run chains), "
         "`<row>_diagnosis.png` (d_st and r_t, Anatomy), `<row>_quality.png` (FID / KID over "
         "training), `gmm_*.png`.",
@@ -298,13 +299,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=HERE.parent / "docs" / "results",
-                   help="report images.md and grids images/ (default docs/results/)")
-    p.add_argument("--runs", type=Path, default=HERE / "out" / "images",
-                   help="the EBM run directories (default bench/out/images/)")
+                   help="report images.md and grids images/ (with --quick: images_quick.md, "
+                   "images_quick/; default docs/results/)")
+    p.add_argument("--runs", type=Path, default=None,
+                   help="the EBM run directories (default bench/out/images/, with --quick "
+                   "bench/out/images_quick/)")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.quick and args.iterations is None:
         args.iterations = 300
+    args.name = "images_quick" if args.quick else "images"
+    args.runs = args.runs or HERE / "out" / args.name
     try:
         args.gmm = [(int(k), cov) for k, cov in (item.split(":") for item in
                                                   args.gmm.split(",") if item)]
@@ -317,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    (args.out / "images").mkdir(parents=True, exist_ok=True)
+    (args.out / args.name).mkdir(parents=True, exist_ok=True)
     args.runs.mkdir(parents=True, exist_ok=True)
     space = feature_space("digits", log=lambda s: print(s, file=sys.stderr, flush=True))
     train, test = load_digits("train").images, load_digits("test").images
@@ -347,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         rows += [done(run_ebm(c, args)) for c in chosen]
     text = report(args, rows, space, time.perf_counter() - started)
-    (args.out / "images.md").write_text(text + "\n")
+    (args.out / f"{args.name}.md").write_text(text + "\n")
     print(text)
     summary = {f"{r.key}:{kind}": {"fid": round(d["fid"], 4), "kid": round(d["kid"], 5)}
                for r in rows for kind, d in r.scores.items() if "fid" in d}
