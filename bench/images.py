@@ -18,14 +18,16 @@ the sample count, so all rows use the same count):
   steps), the Anatomy paper's contrast;
 * **AniLA vs Langevin at equal budget**: the short-run preset with AniLA instead of
   Langevin (same K, step, iterations, seed), at the preset's tuned step and at a step
-  ``--big-step`` times larger, too large for Langevin.
+  ``--big-step`` times larger, too large for Langevin; AniLA's threshold is ``b = 0.1 / s``
+  (a pixel moves at most 0.1 per step, see ``ANILA_CAP``).
 
     python bench/images.py --quick     # fewer iterations (< 10 min on a quiet 2-core machine)
     python bench/images.py             # the presets' full lengths
 
 Writes ``docs/results/images.md`` and the sample grids into ``docs/results/images/``
-(``--out``), the runs into ``bench/out/images/`` (``--runs``); prints the report; the
-last stdout line is one JSON object ``{row: {"fid": ..., "kid": ...}}``.
+(``--out``; with ``--quick`` ``images_quick.md`` and ``images_quick/``), the runs into
+``bench/out/images/`` (``--runs``; ``bench/out/images_quick/``); prints the report; the
+last stdout line is one JSON object ``{"<row>:<samples>": {"fid": ..., "kid": ...}}``.
 """
 
 from __future__ import annotations
@@ -45,19 +47,25 @@ from typing import Any
 
 import torch
 
-from ebmlab.config import load_config
+from ebmlab.config import dump_toml, load_config
 from ebmlab.data import load_digits
 from ebmlab.evaluate.image_baselines import gaussian_mixture_samples, training_images
 from ebmlab.evaluate.image_quality import feature_space, score_images
 from ebmlab.experiment import RunConfig
 from ebmlab.plots import plot_image_grid
-from ebmlab.train import start_run
+from ebmlab.train import CONFIG_FILE, SUMMARY_FILE, start_run
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE.parent / "configs"
 SHORTRUN = CONFIGS / "digits_conv_shortrun.toml"
 PERSISTENT = CONFIGS / "digits_conv_persistent.toml"
-ANILA_THRESHOLD = 5.0  # b in γ = b / max(b, |∂U|), standardised pixel units
+# AniLA's b in γ = b / max(b, |∂U|) (per pixel, standardised units): the drift of a pixel is
+# at most s·b per step. b is set by that cap, b = ANILA_CAP / s, so the cap is the same at
+# every step size: 0.1 lets a chain cross the data range (≈ 3 units) in K = 30 steps. A
+# fixed b cannot serve both steps: b = 5 at s = 0.01 caps chains at 1.5 units in 30 steps
+# and learning stalls (d_st stuck below 0, measured); b = 5 or 10 at s = 0.1 leaves
+# steps of 0.5–1 per pixel and learning diverges (measured, 200–300 iterations).
+ANILA_CAP = 0.1
 
 
 @dataclass(frozen=True)
@@ -72,16 +80,22 @@ def contenders(big_step: float) -> list[Contender]:
     base = load_config(RunConfig, path=SHORTRUN)
     step = float(base.samplers["negatives"]["step_size"])
     big = step * big_step
-    anila = ("sampler.name=anila", f"sampler.threshold={ANILA_THRESHOLD:g}")
+
+    def anila(s: float) -> tuple[str, ...]:
+        return ("sampler.name=anila", f"sampler.threshold={ANILA_CAP / s:g}",
+                f"sampler.step_size={s:g}")
+
     return [
         Contender("shortrun", f"short-run ML from noise, Langevin s = {step:g}", SHORTRUN),
         Contender("persistent", "persistent ML (replay buffer), Langevin", PERSISTENT),
         Contender("anila", f"short-run ML from noise, AniLA s = {step:g}, "
-                  f"b = {ANILA_THRESHOLD:g}", SHORTRUN, anila),
+                  f"b = {ANILA_CAP / step:g}", SHORTRUN, anila(step)),
+        # the two big-step rows checkpoint every 100 iterations, so that a divergence
+        # early in training can be rolled back (the preset's 500 would stop the run)
         Contender("langevin_big", f"short-run ML from noise, Langevin s = {big:g} (too large)",
-                  SHORTRUN, (f"sampler.step_size={big:g}",)),
+                  SHORTRUN, (f"sampler.step_size={big:g}", "train.ckpt_every=100")),
         Contender("anila_big", f"short-run ML from noise, AniLA s = {big:g}, "
-                  f"b = {ANILA_THRESHOLD:g}", SHORTRUN, (*anila, f"sampler.step_size={big:g}")),
+                  f"b = {ANILA_CAP / big:g}", SHORTRUN, (*anila(big), "train.ckpt_every=100")),
     ]
 
 
@@ -95,6 +109,7 @@ class Row:
     settings: str = ""
     error: str | None = None
     note: str = ""
+    reused: bool = False
 
 
 def score(space: Any, samples: torch.Tensor, test: torch.Tensor) -> dict[str, Any]:
@@ -118,18 +133,26 @@ def run_ebm(c: Contender, args: argparse.Namespace) -> Row:
                       f"train.plot_every={max(1, args.iterations // 2)}"]
     cfg = load_config(RunConfig, path=c.preset, overrides=overrides)
     out = args.runs / c.key
-    if out.exists():
-        shutil.rmtree(out)
-    cpu = time.process_time()
-    torch.set_num_threads(args.threads)
-    try:
-        trainer = start_run(cfg, out)
-        summary = trainer.fit()
-    except Exception as e:  # noqa: BLE001 - a failed contender is a result, keep the others
-        row.error = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
-        summary = json.loads((out / "summary.json").read_text()) \
-            if (out / "summary.json").exists() else {}
-    row.cpu_seconds = time.process_time() - cpu
+    record = out / "bench_row.json"  # this script's own note: CPU time, error
+    if args.reuse and record.exists() and (out / CONFIG_FILE).exists() \
+            and (out / CONFIG_FILE).read_text() == dump_toml(cfg):
+        row.reused = True  # the same config trains bit-identically on CPU: keep the run
+        saved = json.loads(record.read_text())
+        row.cpu_seconds, row.error = saved["cpu_seconds"], saved["error"]
+    else:
+        if out.exists():
+            shutil.rmtree(out)
+        cpu = time.process_time()
+        torch.set_num_threads(args.threads)
+        try:
+            start_run(cfg, out).fit()
+        except Exception as e:  # noqa: BLE001 - a failed contender is a result, keep the rest
+            row.error = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        row.cpu_seconds = time.process_time() - cpu
+        if out.exists():
+            record.write_text(json.dumps({"cpu_seconds": row.cpu_seconds, "error": row.error}))
+    summary = json.loads((out / SUMMARY_FILE).read_text()) \
+        if (out / SUMMARY_FILE).exists() else {}
     if not summary:
         return row
     row.seconds = summary.get("seconds")
@@ -154,7 +177,7 @@ def run_ebm(c: Contender, args: argparse.Namespace) -> Row:
                          ("diagnosis.png", f"{c.key}_diagnosis.png"),
                          ("quality.png", f"{c.key}_quality.png")):
         if (out / name).exists():
-            shutil.copyfile(out / name, args.out / "images" / target)
+            shutil.copyfile(out / name, args.out / args.name / target)
     return row
 
 
@@ -172,7 +195,7 @@ def baseline_rows(args: argparse.Namespace, space: Any, train: torch.Tensor,
         row.seconds = time.perf_counter() - started
         row.scores["short"] = score(space, x, test)
         row.settings = "sklearn GaussianMixture, reg_covar=1e-3, pixels in [0, 1]"
-        plot_image_grid(x[:64].clamp(0, 1), args.out / "images" / f"{row.key}.png",
+        plot_image_grid(x[:64].clamp(0, 1), args.out / args.name / f"{row.key}.png",
                         image_shape=(1, 8, 8), value_range=(0.0, 1.0), title=row.label)
         rows.append(row)
     return rows
@@ -233,7 +256,10 @@ def report(args: argparse.Namespace, rows: list[Row], space: Any, elapsed: float
             secs = f"{row.seconds:.0f}" if first and row.seconds is not None else ""
             cpu = f"{row.cpu_seconds:.0f}" if first and row.cpu_seconds is not None else ""
             label = row.label if first else ""
-            note = f" ({row.note})" if first and row.note else ""
+            notes = [row.note] if row.note else []
+            if row.reused:
+                notes.append("run reused from an earlier invocation")
+            note = f" ({'; '.join(notes)})" if first and notes else ""
             err = f" ({row.error})" if first and row.error else ""
             settings = f"`{row.settings}`" if first and row.settings else ""
             lines.append(f"| {label}{note}{err} | {what} | {f} | {k} | {secs} | {cpu} | "
@@ -242,7 +268,7 @@ def report(args: argparse.Namespace, rows: list[Row], space: Any, elapsed: float
     lines += [
         "",
         "Lower is better for both; the floor row is what real data of the same law scores. "
-        "Grids in `images/`: `<row>_shortrun.png` (the method's own samples), "
+        f"Grids in `{args.name}/`: `<row>_shortrun.png` (the method's own samples), "
         "`<row>_longrun_noise.png` and `<row>_longrun_data.png` (long-run chains), "
         "`<row>_diagnosis.png` (d_st and r_t, Anatomy), `<row>_quality.png` (FID / KID over "
         "training), `gmm_*.png`.",
@@ -265,18 +291,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "langevin_big, anila_big); default all")
     p.add_argument("--gmm", default="10:full,50:diag",
                    help="GaussianMixture rows as components:covariance_type, comma-separated")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep an EBM run of --runs whose config equals this invocation's "
+                   "(training is bit-identical on CPU) instead of training it again")
     p.add_argument("--jobs", type=int, default=1,
                    help="EBM rows trained at once in separate processes (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=HERE.parent / "docs" / "results",
-                   help="report images.md and grids images/ (default docs/results/)")
-    p.add_argument("--runs", type=Path, default=HERE / "out" / "images",
-                   help="the EBM run directories (default bench/out/images/)")
+                   help="report images.md and grids images/ (with --quick: images_quick.md, "
+                   "images_quick/; default docs/results/)")
+    p.add_argument("--runs", type=Path, default=None,
+                   help="the EBM run directories (default bench/out/images/, with --quick "
+                   "bench/out/images_quick/)")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.quick and args.iterations is None:
         args.iterations = 300
+    args.name = "images_quick" if args.quick else "images"
+    args.runs = args.runs or HERE / "out" / args.name
     try:
         args.gmm = [(int(k), cov) for k, cov in (item.split(":") for item in
                                                   args.gmm.split(",") if item)]
@@ -289,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    (args.out / "images").mkdir(parents=True, exist_ok=True)
+    (args.out / args.name).mkdir(parents=True, exist_ok=True)
     args.runs.mkdir(parents=True, exist_ok=True)
     space = feature_space("digits", log=lambda s: print(s, file=sys.stderr, flush=True))
     train, test = load_digits("train").images, load_digits("test").images
@@ -319,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         rows += [done(run_ebm(c, args)) for c in chosen]
     text = report(args, rows, space, time.perf_counter() - started)
-    (args.out / "images.md").write_text(text + "\n")
+    (args.out / f"{args.name}.md").write_text(text + "\n")
     print(text)
     summary = {f"{r.key}:{kind}": {"fid": round(d["fid"], 4), "kid": round(d["kid"], 5)}
                for r in rows for kind, d in r.scores.items() if "fid" in d}

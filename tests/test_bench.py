@@ -114,3 +114,12 @@ def test_images_bench_end_to_end_at_toy_size(tmp_path, capsys, monkeypatch):
     assert f"| {scores['floor:short']['fid']:.3f} |" in text
     for name in ("shortrun_shortrun.png", "shortrun_longrun_noise.png", "gmm_2_diag.png"):
         assert (tmp_path / "res" / "images" / name).exists(), name
+    # --reuse keeps runs whose config is unchanged: same numbers, nothing trained again
+    stamp = (tmp_path / "runs" / "shortrun" / "summary.json").stat().st_mtime_ns
+    bench.main(["--iterations", "4", "--only", "shortrun", "--gmm", "2:diag",
+                "--longrun-factor", "2", "--out", str(tmp_path / "res"),
+                "--runs", str(tmp_path / "runs"), "--reuse"])
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["shortrun:short"] == scores["shortrun:short"]
+    assert (tmp_path / "runs" / "shortrun" / "summary.json").stat().st_mtime_ns == stamp
+    assert "reused" in (tmp_path / "res" / "images.md").read_text()
