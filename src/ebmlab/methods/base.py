@@ -197,3 +197,26 @@ def contrastive_loss(energy: nn.Module, x_pos: Tensor, x_neg: Tensor, *,
                "energy_neg": float(u_neg.detach().mean()),
                "energy_sd": float(u_pos.detach().std()) if u_pos.shape[0] > 1 else 0.0}
     return loss, metrics
+
+
+def sample_with_diagnostics(sampler: Any, energy: nn.Module, x0: Tensor, n_steps: int,
+                            rng: torch.Generator | None) -> tuple[Tensor, dict[str, float]]:
+    """``n_steps`` of ``sampler`` from ``x0``, and the chains' diagnostics: ``r_t = s · mean
+    ‖∇U‖`` over the steps (Anatomy, Sec. 4; ``s`` the sampler's step) and, for a Metropolis
+    sampler, ``accept``, the mean acceptance probability."""
+    grad_norms: list[Tensor] = []
+    accepts: list[Tensor] = []
+
+    def record(i: int, state: Any, info: Any) -> None:
+        grad_norms.append(info.grad_norm.mean())
+        if info.accept_prob is not None:
+            accepts.append(info.accept_prob.mean())
+
+    x = sampler.run(energy, x0, n_steps, generator=rng, callback=record)
+    metrics: dict[str, float] = {}
+    if grad_norms:
+        step = float(getattr(sampler, "step_size", 0.0))
+        metrics["r_t"] = step * float(torch.stack(grad_norms).mean())
+    if accepts:
+        metrics["accept"] = float(torch.stack(accepts).mean())
+    return x, metrics

@@ -67,6 +67,7 @@ from ebmlab.methods.base import (
     StepOutput,
     batch_x,
     contrastive_loss,
+    sample_with_diagnostics,
 )
 from ebmlab.methods.registry import MethodOptions, MethodSpec, register
 from ebmlab.samplers.base import Sampler, frozen
@@ -138,21 +139,9 @@ class AncestralLangevin(Method):
                ) -> tuple[Tensor, dict[str, float]]:
         """``x̃``: K steps of the revision sampler from ``x̂`` (Eq. 5), and its diagnostics
         (``r_t`` = step × mean ‖∇U‖, the acceptance of a Metropolis sampler)."""
-        grad_norms: list[Tensor] = []
-        accepts: list[Tensor] = []
-
-        def record(i: int, state: Any, info: Any) -> None:
-            grad_norms.append(info.grad_norm.mean())
-            if info.accept_prob is not None:
-                accepts.append(info.accept_prob.mean())
-
-        x_tilde = self.sampler.run(self.energy, x_hat, self.n_steps, generator=rng,
-                                   callback=record)
-        step = float(getattr(self.sampler, "step_size", 0.0))
-        metrics = {"r_t": step * float(torch.stack(grad_norms).mean()),
-                   "revision": float(_flat_sq(x_tilde, x_hat).sqrt().mean())}
-        if accepts:
-            metrics["accept"] = float(torch.stack(accepts).mean())
+        x_tilde, metrics = sample_with_diagnostics(self.sampler, self.energy, x_hat,
+                                                   self.n_steps, rng)
+        metrics["revision"] = float(_flat_sq(x_tilde, x_hat).sqrt().mean())
         return x_tilde, metrics
 
     def _energy_update(self, batch: Batch, rng: torch.Generator | None

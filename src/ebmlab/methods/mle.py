@@ -42,7 +42,15 @@ from torch import Tensor, nn
 from ebmlab.capabilities import has_block_gibbs
 from ebmlab.chains import ChainSource, ReplayBuffer
 from ebmlab.config import ConfigError, option
-from ebmlab.methods.base import Batch, Method, SamplingTarget, StepOutput, batch_x, contrastive_loss
+from ebmlab.methods.base import (
+    Batch,
+    Method,
+    SamplingTarget,
+    StepOutput,
+    batch_x,
+    contrastive_loss,
+    sample_with_diagnostics,
+)
 from ebmlab.methods.registry import MethodOptions, MethodSpec, register
 from ebmlab.samplers.base import Sampler
 from ebmlab.samplers.gibbs import GibbsSweeps
@@ -130,23 +138,14 @@ class MaximumLikelihood(Method):
             x_pos = x_pos + self.data_noise * torch.randn(
                 x_pos.shape, generator=rng, dtype=x_pos.dtype, device=x_pos.device)
         x0 = self.initial_chains(x_pos, rng)
-        grad_norms: list[Tensor] = []
-        accepts: list[Tensor] = []
-
-        def record(i: int, state: Any, info: Any) -> None:
-            grad_norms.append(info.grad_norm.mean())
-            if info.accept_prob is not None:
-                accepts.append(info.accept_prob.mean())
-
-        x_neg = self.sampler.run(self.energy, x0, self.n_steps, generator=rng, callback=record)
+        x_neg, chain_metrics = sample_with_diagnostics(self.sampler, self.energy, x0,
+                                                       self.n_steps, rng)
         if self.chains is not None and self.name != "cd":
             self.chains.update(x_neg)
         loss, metrics = contrastive_loss(self.energy, x_pos, x_neg,
                                          energy_penalty=self.energy_penalty)
-        step = float(getattr(self.sampler, "step_size", 0.0))
-        metrics["r_t"] = step * float(torch.stack(grad_norms).mean())
-        if accepts:
-            metrics["accept"] = float(torch.stack(accepts).mean())
+        metrics.update(chain_metrics)
+        if "accept" in metrics:
             if self.adapted is not None and self.target_accept is not None:
                 self.adapted.step_size *= math.exp(
                     self.adapt_rate * (metrics["accept"] - self.target_accept))
