@@ -93,8 +93,8 @@ def test_images_in_each_layout_read_to_the_run_shape(tmp_path, layout):
     (lambda p: np.save(p, np.zeros((0, 8, 8))), "do not fit"),
     (lambda p: np.save(p, np.zeros(64)), "do not fit"),
     (lambda p: np.save(p, np.full((2, 64), np.nan)), "image 0 has NaN or infinite values"),
-    (lambda p: np.save(p, np.array([["a"] * 64])), "is not numeric"),
-    (lambda p: p.write_bytes(b"not numpy"), "not a readable .npy array"),
+    (lambda p: np.save(p, np.array([["a"] * 64])), "expected numeric data"),
+    (lambda p: p.write_bytes(b"not numpy"), "corrupt or unreadable .npy file"),
 ])
 def test_bad_image_files(tmp_path, write, message):
     p = tmp_path / "x.npy"

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ebmlab.data.arrays import read_npy
+
 MASK_NAMES = ("center", "bottom_half", "random:P")
 SSIM_SIGMA = 1.5
 SSIM_RADIUS = 5  # 11×11 window (Wang et al. 2004)
@@ -94,16 +96,7 @@ def named_mask(spec: str, shape: tuple[int, ...], n: int, *, seed: int = 0,
 def _load_npy(path: Path, what: str) -> np.ndarray:
     if not path.is_file():
         raise ValueError(f"{what} {path}: file not found")
-    try:
-        a = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"{what} {path}: not a readable .npy array ({reason})") from None
-    if not isinstance(a, np.ndarray):
-        raise ValueError(f"{what} {path}: holds several arrays; save one with numpy.save")
-    if a.dtype.kind not in "biuf":
-        raise ValueError(f"{what} {path}: dtype {a.dtype} is not numeric")
-    return a
+    return read_npy(path, what)
 
 
 def to_event_layout(a: np.ndarray, shape: tuple[int, ...], what: str, *, batched: bool = True

@@ -23,16 +23,19 @@ def _is_number(field: str) -> bool:
     return True
 
 
-def _read_npy(path: Path) -> np.ndarray:
+def read_npy(path: Path, what: str = "") -> np.ndarray:
+    """One numeric array from a ``.npy`` file (no pickles), or a one-line ``ValueError``
+    naming ``what`` (e.g. ``"--images"``) and the file."""
+    name = f"{what} {path}" if what else str(path)
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:  # numpy raises ValueError, OSError, EOFError, ... on bad files
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"{path}: corrupt or unreadable .npy file ({reason})") from None
+        raise ValueError(f"{name}: corrupt or unreadable .npy file ({reason})") from None
     if not isinstance(arr, np.ndarray):
-        raise ValueError(f"{path}: expected a single array in the .npy file")
+        raise ValueError(f"{name}: expected a single array in the .npy file")
     if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{path}: expected numeric data, got dtype {arr.dtype}")
+        raise ValueError(f"{name}: expected numeric data, got dtype {arr.dtype}")
     return arr
 
 
@@ -93,7 +96,7 @@ def load_array(path: str | os.PathLike[str]) -> Tensor:
             f"use one of {', '.join(SUPPORTED_EXTENSIONS)}"
         )
 
-    arr = _read_npy(p) if ext == ".npy" else _read_csv(p)
+    arr = read_npy(p) if ext == ".npy" else _read_csv(p)
 
     if arr.ndim != 2:
         raise ValueError(f"{p}: expected a 2-D array (N, D), got shape {tuple(arr.shape)}")
