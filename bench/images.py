@@ -53,6 +53,7 @@ from ebmlab.evaluate.image_baselines import gaussian_mixture_samples, training_i
 from ebmlab.evaluate.image_quality import feature_space, score_images
 from ebmlab.experiment import RunConfig
 from ebmlab.plots import plot_image_grid
+from ebmlab.run import load_run_config
 from ebmlab.train import CONFIG_FILE, SUMMARY_FILE, start_run
 
 HERE = Path(__file__).resolve().parent
@@ -135,7 +136,7 @@ def run_ebm(c: Contender, args: argparse.Namespace) -> Row:
     out = args.runs / c.key
     record = out / "bench_row.json"  # this script's own note: CPU time, error
     if args.reuse and record.exists() and (out / CONFIG_FILE).exists() \
-            and (out / CONFIG_FILE).read_text() == dump_toml(cfg):
+            and dump_toml(load_run_config(out, [])) == dump_toml(cfg):  # header aside
         row.reused = True  # the same config trains bit-identically on CPU: keep the run
         saved = json.loads(record.read_text())
         row.cpu_seconds, row.error = saved["cpu_seconds"], saved["error"]
