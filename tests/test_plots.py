@@ -87,7 +87,7 @@ def drawn(monkeypatch):
             "ylim": ax.get_ylim(), "aspect": ax.get_aspect(), "yscale": ax.get_yscale(),
             "pos": ax.get_position().bounds, "label": ax.get_label(),
             "bars": [(p.get_x() + p.get_width() / 2, p.get_height()) for c in ax.containers
-                     for p in c],
+                     for p in c if hasattr(p, "get_width")],  # bars, not error bars
             "suptitle": fig._suptitle.get_text() if fig._suptitle else ""}
             for ax in fig.axes]
         return save(fig, path)
