@@ -138,8 +138,15 @@ def make_config(data: str, c: Contender, seed: int, longrun_steps: int) -> RunCo
           f"train.seed={seed}", "train.progress=false", "train.plot_every=0",
           "train.ckpt_every=1000000000", "train.log_every=1000000000", "train.threads=0"]
     cfg = load_config(RunConfig, overrides=ov)
-    cfg.train.longrun_factor = max(1, round(longrun_steps / getattr(cfg.method, "n_steps", 1)))
+    cfg.train.longrun_factor = max(1, round(longrun_steps / target_steps(cfg)))
     return cfg
+
+
+def target_steps(cfg: RunConfig) -> int:
+    """Sampler steps of one model sample (the method's K; SteinCD's SVGD steps from noise;
+    at least 1), so that a long run is ``longrun_factor`` times that many steps."""
+    m = cfg.method
+    return max(1, int(getattr(m, "n_steps", None) or getattr(m, "sample_steps", None) or 1))
 
 
 # -- training at a fixed wall-clock budget -------------------------------------------------
@@ -270,7 +277,7 @@ def reference(data_name: str, n: int) -> dict[str, float]:
 def run_one(data: str, c: Contender, args: argparse.Namespace) -> Result:
     cfg = make_config(data, c, args.seed, args.longrun_steps)
     res = Result(data, c, cfg.samplers["negatives"]["step_size"],
-                 longrun_steps=cfg.train.longrun_factor * getattr(cfg.method, "n_steps", 1))
+                 longrun_steps=cfg.train.longrun_factor * target_steps(cfg))
     out = Path(tempfile.mkdtemp(prefix=f"learning-{data}-{c.key}-"))
     try:
         trainer = Trainer(cfg, out, log=lambda s: None)
@@ -585,7 +592,8 @@ def report(args: argparse.Namespace, results: list[Result], floors: dict[str, di
         f"{torch.__version__}, {torch.get_num_threads()} thread(s), "
         f"{os.cpu_count()} cores visible",
         f"- {time.strftime('%Y-%m-%d')}; ebmlab {version('ebmlab')}, torchebm "
-        f"{version('torchebm')}; seed {args.seed} (peer: seeds {args.peer_seeds}); "
+        f"{version('torchebm')}; seed {args.seed}"
+        f"{'' if args.no_peer else f' (peer: seeds {args.peer_seeds})'}; "
         f"wall time {elapsed:.0f} s",
         f"- budget {args.budget:g} s of training per run (cosine learning rate over that "
         f"time); quadrature on {args.n_grid}² cells",
@@ -614,6 +622,10 @@ def report(args: argparse.Namespace, results: list[Result], floors: dict[str, di
         "",
         *results_table(results, floors),
         "",
+    ]
+    if args.no_peer:
+        return "\n".join(lines)
+    lines += [
         "## Peer: TorchEBM contrastive divergence on 8gaussians",
         "",
         "TorchEBM's PCD gets exactly the settings of ebmlab's persistent run and TorchEBM's "
