@@ -35,33 +35,45 @@ import torch
 HERE = Path(__file__).resolve().parent
 
 
-def settings(args: argparse.Namespace) -> list[str]:
+def settings(args: argparse.Namespace, batch: int) -> list[str]:
     return ["--set", "data.name=digits", "--set", "model.name=conv",
             "--set", f"model.width={args.width}", "--set", "model.depth=2",
             "--set", "method.name=persistent", "--set", "method.n_steps=20",
             "--set", "samplers.negatives.name=langevin",
             "--set", "samplers.negatives.step_size=0.01",
-            "--set", f"train.batch_size={args.batch}",
+            "--set", f"train.batch_size={batch}",
             "--set", f"train.iterations={args.iterations}", "--set", "train.log_every=1",
             "--set", "train.progress=false", "--set", "train.plot_every=0",
             "--set", f"train.ckpt_every={args.iterations}", "--set", "train.longrun_factor=1",
             "--set", "train.threads=1", "--set", "train.divergence_check=false"]
 
 
-def throughput(nproc: int, args: argparse.Namespace) -> float:
-    """Examples per second of training time after the warm-up iterations."""
+def throughput(nproc: int, args: argparse.Namespace, independent: bool = False) -> float:
+    """Examples per second of training time after the warm-up iterations.
+
+    ``independent``: instead of one run with ``nproc`` ranks, ``nproc`` single-process runs
+    of ``batch / nproc`` chains at the same time, with no communication — the most that
+    ``nproc`` processes can gain on this machine (the control row)."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "ebmlab", "train", "--nproc", str(nproc),
-               *settings(args), "--out", str(out)]
-        proc = subprocess.run(cmd, capture_output=True, text=True,
-                              env=dict(os.environ, OMP_NUM_THREADS="1"))
-        if proc.returncode != 0:
-            raise RuntimeError(f"nproc {nproc} failed: {proc.stderr.strip()[-500:]}")
-        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    by_it = {r["iteration"]: r["seconds"] for r in rows}
-    last = max(by_it)
-    return (last - args.warmup) * args.batch / (by_it[last] - by_it[args.warmup])
+        runs = ([(1, args.batch // nproc, Path(tmp) / f"run{i}") for i in range(nproc)]
+                if independent else [(nproc, args.batch, Path(tmp) / "run")])
+        procs = [subprocess.Popen(
+            [sys.executable, "-m", "ebmlab", "train", "--nproc", str(n),
+             *settings(args, batch), "--out", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, OMP_NUM_THREADS="1")) for n, batch, out in runs]
+        total = 0.0
+        for proc, (n, batch, out) in zip(procs, runs, strict=True):
+            _, err = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"nproc {n} failed: {err.strip()[-500:]}")
+            rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+            # training rows only (evaluations and session records carry no training time)
+            by_it = {r["iteration"]: r["seconds"] for r in rows
+                     if "seconds" in r and "iteration" in r}
+            last = max(by_it)
+            total += (last - args.warmup) * batch / (by_it[last] - by_it[args.warmup])
+    return total
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,15 +92,19 @@ def main(argv: list[str] | None = None) -> None:
     args.reps = args.reps or (1 if args.quick else 3)
     started = time.perf_counter()
     load = os.getloadavg()[0]
-    results: dict[int, list[float]] = {1: [], args.nproc: []}
+    settings_ = {"1": (1, False), str(args.nproc): (args.nproc, False),
+                 "control": (args.nproc, True)}
+    results: dict[str, list[float]] = {k: [] for k in settings_}
     for rep in range(args.reps):
-        order = [1, args.nproc] if rep % 2 == 0 else [args.nproc, 1]
-        for n in order:
-            results[n].append(throughput(n, args))
-            print(f"[bench] rep {rep} nproc {n}: {results[n][-1]:.0f} examples/s", flush=True)
-    one, many = statistics.median(results[1]), statistics.median(results[args.nproc])
+        keys = list(settings_) if rep % 2 == 0 else list(reversed(settings_))
+        for k in keys:
+            n, independent = settings_[k]
+            results[k].append(throughput(n, args, independent))
+            print(f"[bench] rep {rep} {k}: {results[k][-1]:.0f} examples/s", flush=True)
+    one, many = statistics.median(results["1"]), statistics.median(results[str(args.nproc)])
+    ceiling = statistics.median(results["control"])
     speedup = many / one
-    ratios = [b / a for a, b in zip(results[1], results[args.nproc], strict=True)]
+    ratios = [b / a for a, b in zip(results["1"], results[str(args.nproc)], strict=True)]
     command = "python bench/distributed.py " + " ".join(map(shlex.quote, argv or sys.argv[1:]))
     lines = [
         "# Multi-process training throughput", "",
@@ -103,9 +119,16 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "| processes | examples / s (median) | runs | speed-up |",
         "|---:|---:|---|---:|",
-        f"| 1 | {one:.0f} | {', '.join(f'{v:.0f}' for v in results[1])} | 1.00 |",
-        f"| {args.nproc} | {many:.0f} | {', '.join(f'{v:.0f}' for v in results[args.nproc])} | "
+        f"| 1 | {one:.0f} | {', '.join(f'{v:.0f}' for v in results['1'])} | 1.00 |",
+        f"| {args.nproc} | {many:.0f} | "
+        f"{', '.join(f'{v:.0f}' for v in results[str(args.nproc)])} | "
         f"{speedup:.2f} (per pair: {', '.join(f'{r:.2f}' for r in ratios)}) |",
+        f"| control: {args.nproc} independent 1-process runs of batch {args.batch // args.nproc},"
+        f" summed | {ceiling:.0f} | {', '.join(f'{v:.0f}' for v in results['control'])} | "
+        f"{ceiling / one:.2f} |",
+        "",
+        f"The control row is what {args.nproc} processes gain on this machine with no "
+        f"communication at all: the distributed run reaches {many / ceiling:.0%} of it.",
         "",
     ]
     text = "\n".join(lines)
@@ -113,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(json.dumps({"nproc": args.nproc, "speedup": round(speedup, 3),
+                      "control_speedup": round(ceiling / one, 3),
                       "examples_per_s_1": round(one, 1),
                       f"examples_per_s_{args.nproc}": round(many, 1)}))
 

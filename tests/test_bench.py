@@ -123,3 +123,19 @@ def test_images_bench_end_to_end_at_toy_size(tmp_path, capsys, monkeypatch):
     assert again["shortrun:short"] == scores["shortrun:short"]
     assert (tmp_path / "runs" / "shortrun" / "summary.json").stat().st_mtime_ns == stamp
     assert "reused" in (tmp_path / "res" / "images.md").read_text()
+
+
+def test_distributed_bench_reports_its_runs_and_the_control(tmp_path, capsys):
+    """bench/distributed.py: 1 process, 2 processes and the no-communication control each
+    train and report a positive throughput; the JSON line repeats the report's speed-ups."""
+    bench = _load("distributed")
+    out = tmp_path / "distributed.md"
+    bench.main(["--iterations", "8", "--warmup", "2", "--reps", "1", "--batch", "16",
+                "--width", "8", "--out", str(out)])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["examples_per_s_1"] > 0 and last["examples_per_s_2"] > 0
+    assert last["speedup"] == pytest.approx(last["examples_per_s_2"] / last["examples_per_s_1"],
+                                            rel=1e-2)
+    text = out.read_text()
+    assert f"{last['control_speedup']:.2f} |" in text
+    assert "| control: 2 independent 1-process runs of batch 8, summed |" in text
