@@ -139,6 +139,15 @@ def test_ccoopnets_step_revises_only_the_missing_pixels_of_g_and_regresses_on_th
     torch.testing.assert_close(out.losses["energy"],
                                energy(x, c, m).mean() - energy(x_tilde, c, m).mean())
     assert out.metrics["missing"] == pytest.approx(float(m.mean()))
+    # data_noise: the pairs are made from x + N(0, s²) (drawn first from the stream)
+    method.data_noise = 0.1
+    noisy = method.step(x, torch.Generator().manual_seed(7))
+    gen = torch.Generator().manual_seed(7)
+    x_noisy = x + 0.1 * torch.randn(x.shape, generator=gen)
+    mask = draw_masks(tuple(kinds), SHAPE, 12, gen)
+    assert noisy.negatives is not None
+    assert torch.equal(noisy.negatives[~mask], x_noisy[~mask])
+    method.data_noise = 0.0
     # K_z > 0: alternating back-propagation moves the latent
     method.inference_steps = 3
     assert method.step(x, torch.Generator().manual_seed(7)).metrics["inference_shift"] > 0
@@ -162,8 +171,8 @@ def test_cvals_loss_is_masked_reconstruction_plus_weighted_kl():
     # the missing pixels of the condition do not matter; those of x do (only they are fitted)
     changed = x.clone()
     changed[m.bool()] += 1.0
-    assert float(method.cvae_loss(changed, c, m, torch.Generator().manual_seed(3))[1].detach().sum()) \
-        != pytest.approx(float(recon.sum()))
+    other = method.cvae_loss(changed, c, m, torch.Generator().manual_seed(3))[1].detach()
+    assert float(other.sum()) != pytest.approx(float(recon.detach().sum()))
     vae = {id(p) for p in method.param_groups()["vae"]}
     assert vae == {id(p) for p in [*g.parameters(), *enc.parameters()]}
     out = method.step(x, torch.Generator().manual_seed(1))
@@ -304,6 +313,7 @@ def test_bad_options_are_one_line_errors_and_nothing_is_written(tmp_path, sets, 
     (["method.name=ccoopnets", "method.kl_weight=2"], "method.kl_weight does not apply"),
     (["method.name=cvals", "method.masks='center'"], "method.masks must be list"),
     (["method.name=ccoopnets", "encoder.width=8"], "[encoder] does not apply"),
+    (["method.name=cvals", "method.data_noise=-1"], "method.data_noise must be >= 0"),
 ])
 def test_bad_keys_are_one_line_config_errors(sets, message):
     with pytest.raises(ConfigError) as e:

@@ -15,8 +15,9 @@ masked image ``c = x ⊙ (1 − m)`` (missing pixels 0, the data mean in standar
 
 Every iteration draws a mask per data image (kinds ``method.masks``, uniformly; the
 built-in masks of :func:`ebmlab.inpaint.named_mask`, fresh pixels for ``random:P`` at
-every iteration, and ``all``: nothing observed), forms the pairs ``(c, x)``, and runs
-the MCMC teaching of :mod:`ebmlab.methods.coop` given the condition:
+every iteration, and ``all``: nothing observed), forms the pairs ``(c, x)`` (after adding
+``N(0, data_noise²)`` to the images when ``method.data_noise > 0``), and runs the MCMC
+teaching of :mod:`ebmlab.methods.coop` given the condition:
 
 1. ``ẑ ~ N(0, I)``, ``x̂ = x_o ⊕ g(ẑ, c, m)_m`` (observed pixels the image's own);
 2. **revision**: K steps of the ``negatives`` sampler on ``U(· | c, m)`` over the
@@ -135,8 +136,12 @@ class ConditionalAncestralLangevin(AncestralLangevin):
     energy: ConditionalEnergy
     generator: ConditionalMLPGenerator
     masks: tuple[str, ...]
+    data_noise: float
 
-    def _set_masks(self, masks: list[str] | None) -> None:
+    def _set_conditional(self, masks: list[str] | None, data_noise: float) -> None:
+        if not data_noise >= 0:
+            raise ValueError(f"data_noise must be >= 0, got {data_noise!r}")
+        self.data_noise = float(data_noise)
         shape = self.generator.output_shape
         self.masks = check_mask_kinds(default_masks(shape) if masks is None else masks, shape)
 
@@ -151,6 +156,9 @@ class ConditionalAncestralLangevin(AncestralLangevin):
         """``(ẑ, c, m, x̃, energy loss, metrics)``: masked pairs of the batch, the revision of
         ``g(ẑ, c, m)`` over the missing pixels and Eq. (6) given the condition."""
         x_pos = batch_x(batch)
+        if self.data_noise > 0:
+            x_pos = x_pos + self.data_noise * torch.randn(
+                x_pos.shape, generator=rng, dtype=x_pos.dtype, device=x_pos.device)
         mask = draw_masks(self.masks, tuple(x_pos.shape[1:]), x_pos.shape[0], rng,
                           x_pos.device)
         c, m = masked_pairs(x_pos, mask)
@@ -206,11 +214,12 @@ class ConditionalCoopNets(ConditionalAncestralLangevin, CoopNets):
 
     def __init__(self, energy: ConditionalEnergy, generator: ConditionalMLPGenerator,
                  sampler: Sampler, inference: Sampler, *, n_steps: int,
-                 masks: list[str] | None = None, inference_steps: int = 0,
+                 masks: list[str] | None = None, data_noise: float = 0.0,
+                 inference_steps: int = 0,
                  **kwargs: Any) -> None:
         super().__init__(energy, generator, sampler, inference, n_steps=n_steps,
                          inference_steps=inference_steps, **kwargs)
-        self._set_masks(masks)
+        self._set_conditional(masks, data_noise)
 
     def step(self, batch: Batch, rng: torch.Generator | None = None) -> StepOutput:
         z_hat, c, m, x_tilde, loss_energy, metrics = self._conditional_update(batch, rng)
@@ -231,11 +240,12 @@ class ConditionalVALS(ConditionalAncestralLangevin, VALS):
 
     def __init__(self, energy: ConditionalEnergy, generator: ConditionalMLPGenerator,
                  encoder: GaussianEncoder, sampler: Sampler, *, n_steps: int,
-                 masks: list[str] | None = None, kl_weight: float = 1.0,
+                 masks: list[str] | None = None, data_noise: float = 0.0,
+                 kl_weight: float = 1.0,
                  **kwargs: Any) -> None:
         super().__init__(energy, generator, encoder, sampler, n_steps=n_steps,
                          kl_weight=kl_weight, **kwargs)
-        self._set_masks(masks)
+        self._set_conditional(masks, data_noise)
 
     def cvae_loss(self, x: Tensor, c: Tensor, m: Tensor, rng: torch.Generator | None = None
                   ) -> tuple[Tensor, Tensor, Tensor]:
@@ -264,28 +274,35 @@ MASKS_HELP = ("mask kinds of the training pairs, one drawn per image and iterati
 
 
 @dataclass
-class ConditionalCoopNetsOptions(RevisionOptions):
+class ConditionalOptions(RevisionOptions):
     masks: list[str] | None = option(None, help=MASKS_HELP)
+    data_noise: float = option(0.0, low=0.0, help="sd of noise added to the data images "
+                               "before the pairs are made (standardised units; smooths "
+                               "always-blank pixels)")
+
+
+@dataclass
+class ConditionalCoopNetsOptions(ConditionalOptions):
     inference_steps: int = option(0, low=0, help="K_z: inference steps on the generator's "
                                   "posterior given the missing pixels, from ẑ (0: regress on ẑ)")
 
 
 @dataclass
-class ConditionalVALSOptions(RevisionOptions):
-    masks: list[str] | None = option(None, help=MASKS_HELP)
+class ConditionalVALSOptions(ConditionalOptions):
     kl_weight: float = option(1.0, low=0.0, help="γ in Eq. (12), reconstruction/(2σ²) + "
                               "γ·KL (reference code: 2-3 with σ² = ½)")
 
 
-def _common(opts: RevisionOptions) -> dict[str, Any]:
+def _common(opts: ConditionalOptions) -> dict[str, Any]:
     return {"n_steps": opts.n_steps, "generator_sd": opts.generator_sd,
-            "energy_penalty": opts.energy_penalty}
+            "energy_penalty": opts.energy_penalty, "masks": opts.masks,
+            "data_noise": opts.data_noise}
 
 
 def build_ccoopnets(ctx: BuildContext, opts: ConditionalCoopNetsOptions) -> ConditionalCoopNets:
     return ConditionalCoopNets(ctx.conditional_energy(), ctx.conditional_generator(),
                                ctx.sampler("negatives"), ctx.sampler("inference"),
-                               masks=opts.masks, inference_steps=opts.inference_steps,
+                               inference_steps=opts.inference_steps,
                                **_common(opts))
 
 
@@ -293,8 +310,7 @@ def build_cvals(ctx: BuildContext, opts: ConditionalVALSOptions) -> ConditionalV
     generator = ctx.conditional_generator()
     return ConditionalVALS(ctx.conditional_energy(), generator,
                            ctx.encoder(generator.latent_dim, stacked=3),
-                           ctx.sampler("negatives"), masks=opts.masks,
-                           kl_weight=opts.kl_weight, **_common(opts))
+                           ctx.sampler("negatives"), kl_weight=opts.kl_weight, **_common(opts))
 
 
 register(MethodSpec("ccoopnets", ConditionalCoopNetsOptions, build_ccoopnets,
