@@ -5,6 +5,8 @@ pixels), PSNR / SSIM on the missing pixels for the masks center, bottom_half and
     ebmlab train --config configs/digits_cd_inpaint.toml --out runs/digits_cd_inpaint
     python bench/inpaint.py --run runs/digits_cd_inpaint --steps 1000 --samples 4
 
+``--run`` repeated compares several runs on the same data (one row per run and step count).
+
 Writes a Markdown report (``--out``, default docs/results/inpaint_<data>.md); the last
 stdout line is one JSON object with the headline numbers.
 """
@@ -28,7 +30,9 @@ MASKS = ("center", "bottom_half", "random:0.5")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", required=True, help="a trained run directory")
+    p.add_argument("--run", required=True, action="append",
+                   help="a trained run directory; repeat to compare runs on the same data "
+                   "(rows named by each run's method)")
     p.add_argument("--steps", default="1000", help="sampler steps, comma-separated list")
     p.add_argument("--samples", type=int, default=4, help="completions averaged per image")
     p.add_argument("--masks", default=",".join(MASKS))
@@ -43,8 +47,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    run = Run(args.run)
+    runs = [Run(path) for path in args.run]
+    run = runs[0]
     data = run.trainer.data
+    for other in runs[1:]:
+        if other.trainer.data.name != data.name or other.trainer.data.shape != data.shape:
+            raise SystemExit(f"--run {other.path}: data {other.trainer.data.name!r} differ "
+                             f"from {run.path}'s {data.name!r}")
     train = data.to_data_space(data.train).cpu()
     test = data.to_data_space(data.test).cpu()[: args.limit]
     r = ip.data_range(train)
@@ -55,11 +64,12 @@ def main(argv: list[str] | None = None) -> dict:
         fills = {"mean image": lambda m=mask: ip.mean_fill(train, test, m),
                  "1-NN": lambda m=mask: ip.knn_fill(train, test, m, 1),
                  "5-NN": lambda m=mask: ip.knn_fill(train, test, m, 5)}
-        for n in steps:
-            fills[f"{run.method.name}, {n} steps × {args.samples}"] = (
-                lambda m=mask, n=n: ip.complete_images(run.method, data, test, m,
-                                                       samples=args.samples, n_steps=n,
-                                                       seed=args.seed))
+        for each in runs:
+            for n in steps:
+                fills[f"{each.method.name}, {n} steps × {args.samples}"] = (
+                    lambda m=mask, n=n, each=each: ip.complete_images(
+                        each.method, each.trainer.data, test, m, samples=args.samples,
+                        n_steps=n, seed=args.seed))
         for name, fill in fills.items():
             start = time.perf_counter()
             s = ip.score(fill(), test, mask, r)
@@ -70,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out or f"docs/results/inpaint_{data.name}.md")
     lines = [f"# Image completion: {data.name}, held-out images", "",
              f"Command: `python bench/inpaint.py {' '.join(argv or sys.argv[1:])}`  ",
-             f"Run: `{run.path}` ({run.config.method.name}, iteration {run.iteration}); "
+             "Runs: " + "; ".join(f"`{each.path}` ({each.config.method.name}, iteration "
+                                  f"{each.iteration})" for each in runs) + "; "
              f"{len(test)} test images; data range R = {r:g}; seed {args.seed}; "
              f"{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, "
              f"{platform.processor() or platform.machine()}, {args.threads} thread(s).", "",

@@ -32,7 +32,11 @@ PER_METHOD = {"persistent": ["method.n_steps=3", "method.buffer_size=64"],
               "coopnets": ["generator.width=16", "generator.latent_dim=4", "method.n_steps=3",
                            "method.inference_steps=2"],
               "vals": ["generator.width=16", "generator.latent_dim=4", "encoder.width=16",
-                       "method.n_steps=3"]}
+                       "method.n_steps=3"],
+              "ccoopnets": ["generator.width=16", "generator.latent_dim=4", "method.n_steps=3",
+                            "method.inference_steps=2"],
+              "cvals": ["generator.width=16", "generator.latent_dim=4", "encoder.width=16",
+                        "method.n_steps=3"]}
 NEEDS_ZUKO = {"flow"}
 
 

@@ -47,6 +47,7 @@ from ebmlab.data.images import IMAGE_DATASETS
 from ebmlab.data.lifted import lift, parse_lifted
 from ebmlab.data.toy2d import TOY_DATASETS, canonical_name, make_toy, toy_bounds, toy_log_density
 from ebmlab.energies import ConvEnergy, GaussianBernoulliRBM, GaussianReference, MLPEnergy
+from ebmlab.energies.conditional import ConditionalEnergy
 from ebmlab.generators import (
     ConvEncoder,
     DeconvGenerator,
@@ -56,6 +57,7 @@ from ebmlab.generators import (
     MLPEncoder,
     MLPGenerator,
 )
+from ebmlab.generators.conditional import ConditionalMLPGenerator
 from ebmlab.methods import METHODS, Method, MethodOptions, method_spec
 from ebmlab.samplers import Sampler, make_sampler
 
@@ -585,19 +587,33 @@ class DataSpaceEnergy(nn.Module):
 # -- model, samplers, method ----------------------------------------------------------------
 
 
-def build_energy(cfg: ModelConfig, data: Data) -> nn.Module:
-    if cfg.name == "rbm":
-        return GaussianBernoulliRBM(data.dim, cfg.n_hidden)
+def _energy_network(cfg: ModelConfig, data: Data, stacked: int = 1) -> nn.Module:
+    """The [model] network on ``stacked`` copies of the data's shape (channels of images,
+    features of vectors), without the reference term."""
     if cfg.name == "conv":
         if data.image_shape is None:
             raise ConfigError("model.name = 'conv' needs image data (data.name = digits, "
                               "mnist, ...)")
-        net: nn.Module = ConvEnergy(data.image_shape[0], channels=cfg.width, n_blocks=cfg.depth,
-                                    activation=cfg.activation, spectral_norm=cfg.spectral_norm)
-    else:
-        net = MLPEnergy(data.dim, width=cfg.width, depth=cfg.depth, activation=cfg.activation,
-                        spectral_norm=cfg.spectral_norm)
+        return ConvEnergy(stacked * data.image_shape[0], channels=cfg.width, n_blocks=cfg.depth,
+                          activation=cfg.activation, spectral_norm=cfg.spectral_norm)
+    return MLPEnergy(stacked * data.dim, width=cfg.width, depth=cfg.depth,
+                     activation=cfg.activation, spectral_norm=cfg.spectral_norm)
+
+
+def build_energy(cfg: ModelConfig, data: Data) -> nn.Module:
+    if cfg.name == "rbm":
+        return GaussianBernoulliRBM(data.dim, cfg.n_hidden)
+    net = _energy_network(cfg, data)
     return net if cfg.reference_sd is None else GaussianReference(net, cfg.reference_sd)
+
+
+def build_conditional_energy(cfg: ModelConfig, data: Data) -> ConditionalEnergy:
+    """``U(x | c, m)`` of the conditional methods: the [model] network on ``[x, c, m]``,
+    the reference term on ``x``."""
+    if cfg.name not in NETWORKS:
+        raise ConfigError(f"model.name = {cfg.name!r} has no conditional version (the "
+                          f"conditional methods take {' or '.join(NETWORKS)})")
+    return ConditionalEnergy(_energy_network(cfg, data, 3), cfg.reference_sd)
 
 
 def build_sampler(role: str, options: dict[str, Any], **extra: Any) -> Sampler:
@@ -659,15 +675,29 @@ def build_generator(cfg: GeneratorConfig, data: Data) -> Generator:
         raise ConfigError(f"[generator] {e}") from None
 
 
-def build_encoder(cfg: EncoderConfig, data: Data, latent_dim: int) -> GaussianEncoder:
-    """A Gaussian encoder from (standardised) data of ``data.shape`` to ``latent_dim``."""
+def build_conditional_generator(cfg: GeneratorConfig, data: Data) -> ConditionalMLPGenerator:
+    """``g(z, c, m)`` of the conditional methods (an MLP on the latent, the masked image and
+    the mask)."""
+    if cfg.name != "mlp":
+        raise ConfigError(f"generator.name = {cfg.name!r}: the conditional methods "
+                          "(ccoopnets, cvals) take generator.name = 'mlp'")
+    return ConditionalMLPGenerator(cfg.latent_dim, data.shape, width=cfg.width, depth=cfg.depth)
+
+
+def build_encoder(cfg: EncoderConfig, data: Data, latent_dim: int, stacked: int = 1
+                  ) -> GaussianEncoder:
+    """A Gaussian encoder from (standardised) data of ``data.shape`` to ``latent_dim``;
+    ``stacked`` copies of the data's shape (a conditional encoder ``π(z | x, c)`` reads
+    ``[x, c, m]``: 3)."""
     try:
         if cfg.name == "conv":
             if data.image_shape is None:
                 raise ConfigError("encoder.name = 'conv' needs image data "
                                   "(data.name = digits, ...)")
-            return ConvEncoder(data.image_shape, latent_dim, channels=cfg.width)
-        return MLPEncoder(data.shape, latent_dim, width=cfg.width, depth=cfg.depth)
+            c, h, w = data.image_shape
+            return ConvEncoder((stacked * c, h, w), latent_dim, channels=cfg.width)
+        shape = (stacked * data.shape[0], *data.shape[1:])
+        return MLPEncoder(shape, latent_dim, width=cfg.width, depth=cfg.depth)
     except ValueError as e:
         if isinstance(e, ConfigError):
             raise
@@ -693,10 +723,22 @@ class BuildContext:
         return build_generator(self.cfg.generator, self.data).to(
             self.data.train.device, self.data.train.dtype)
 
-    def encoder(self, latent_dim: int) -> GaussianEncoder:
-        """The encoder of [encoder], to ``latent_dim`` (the generator's)."""
+    def encoder(self, latent_dim: int, stacked: int = 1) -> GaussianEncoder:
+        """The encoder of [encoder], to ``latent_dim`` (the generator's), reading
+        ``stacked`` copies of the data's shape (see :func:`build_encoder`)."""
         assert self.cfg.encoder is not None, "the method did not declare sections=('encoder',)"
-        return build_encoder(self.cfg.encoder, self.data, latent_dim).to(
+        return build_encoder(self.cfg.encoder, self.data, latent_dim, stacked).to(
+            self.data.train.device, self.data.train.dtype)
+
+    def conditional_energy(self) -> ConditionalEnergy:
+        """``U(x | c, m)`` from [model] (:func:`build_conditional_energy`)."""
+        return build_conditional_energy(self.cfg.model, self.data).to(
+            self.data.train.device, self.data.train.dtype)
+
+    def conditional_generator(self) -> ConditionalMLPGenerator:
+        """``g(z, c, m)`` from [generator] (:func:`build_conditional_generator`)."""
+        assert self.cfg.generator is not None, "the method did not declare sections=('generator',)"
+        return build_conditional_generator(self.cfg.generator, self.data).to(
             self.data.train.device, self.data.train.dtype)
 
     def noise(self, kind: str, scale: float) -> NoiseInit:
@@ -723,5 +765,6 @@ def build_method(cfg: RunConfig, data: Data) -> Method:
     return method
 
 
-__all__ = ["BuildContext", "Data", "DataSpaceEnergy", "RunConfig", "build_encoder",
+__all__ = ["BuildContext", "Data", "DataSpaceEnergy", "RunConfig",
+           "build_conditional_energy", "build_conditional_generator", "build_encoder",
            "build_energy", "build_generator", "build_method", "build_sampler", "load_data"]

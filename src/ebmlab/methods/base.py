@@ -200,10 +200,13 @@ def contrastive_loss(energy: nn.Module, x_pos: Tensor, x_neg: Tensor, *,
 
 
 def sample_with_diagnostics(sampler: Any, energy: nn.Module, x0: Tensor, n_steps: int,
-                            rng: torch.Generator | None) -> tuple[Tensor, dict[str, float]]:
+                            rng: torch.Generator | None, mask: Tensor | None = None
+                            ) -> tuple[Tensor, dict[str, float]]:
     """``n_steps`` of ``sampler`` from ``x0``, and the chains' diagnostics: ``r_t = s · mean
     ‖∇U‖`` over the steps (Anatomy, Sec. 4; ``s`` the sampler's step) and, for a Metropolis
-    sampler, ``accept``, the mean acceptance probability."""
+    sampler, ``accept``, the mean acceptance probability. With ``mask`` (1 = missing) only
+    the missing coordinates move (:func:`~ebmlab.samplers.masked.sample_masked`; the others
+    are ``x0``'s, and ``‖∇U‖`` is over the chain's coordinates)."""
     grad_norms: list[Tensor] = []
     accepts: list[Tensor] = []
 
@@ -212,7 +215,10 @@ def sample_with_diagnostics(sampler: Any, energy: nn.Module, x0: Tensor, n_steps
         if info.accept_prob is not None:
             accepts.append(info.accept_prob.mean())
 
-    x = sampler.run(energy, x0, n_steps, generator=rng, callback=record)
+    if mask is None:
+        x = sampler.run(energy, x0, n_steps, generator=rng, callback=record)
+    else:
+        x = sample_masked(sampler, energy, x0, mask, n_steps, generator=rng, callback=record)
     metrics: dict[str, float] = {}
     if grad_norms:
         step = float(getattr(sampler, "step_size", 0.0))

@@ -135,12 +135,16 @@ class AncestralLangevin(Method):
         return SamplingTarget(self.energy, self.sampler, GeneratorInit(self._prior_samples),
                               self.n_steps, origin=self.origin)
 
-    def revise(self, x_hat: Tensor, rng: torch.Generator | None
+    def revise(self, x_hat: Tensor, rng: torch.Generator | None, *,
+               energy: nn.Module | None = None, mask: Tensor | None = None
                ) -> tuple[Tensor, dict[str, float]]:
         """``x̃``: K steps of the revision sampler from ``x̂`` (Eq. 5), and its diagnostics
-        (``r_t`` = step × mean ‖∇U‖, the acceptance of a Metropolis sampler)."""
-        x_tilde, metrics = sample_with_diagnostics(self.sampler, self.energy, x_hat,
-                                                   self.n_steps, rng)
+        (``r_t`` = step × mean ‖∇U‖, the acceptance of a Metropolis sampler). ``energy``
+        (default ``U``) and ``mask`` (1 = missing; default all) for the conditional methods:
+        only the missing pixels are revised."""
+        x_tilde, metrics = sample_with_diagnostics(
+            self.sampler, self.energy if energy is None else energy, x_hat, self.n_steps, rng,
+            mask)
         metrics["revision"] = float(_flat_sq(x_tilde, x_hat).sqrt().mean())
         return x_tilde, metrics
 
@@ -191,12 +195,14 @@ class CoopNets(AncestralLangevin):
         return {"energy": self.energy, "generator": self.generator}
 
     def infer(self, x: Tensor, z0: Tensor, n_steps: int, rng: torch.Generator | None,
-              observed: Tensor | None = None) -> Tensor:
+              observed: Tensor | None = None, generator: nn.Module | None = None) -> Tensor:
         """``n_steps`` of the ``inference`` sampler on the posterior of ``z`` given ``x``
-        (given its ``observed`` entries), from ``z0``."""
+        (given its ``observed`` entries), from ``z0``; ``generator`` (default ``g``) maps
+        ``z`` to images."""
         if n_steps == 0:
             return z0
-        posterior = GeneratorPosterior(self.generator, x, self.generator_sd, observed)
+        posterior = GeneratorPosterior(self.generator if generator is None else generator, x,
+                                       self.generator_sd, observed)
         return self.inference.run(posterior, z0, n_steps, generator=rng)
 
     def step(self, batch: Batch, rng: torch.Generator | None = None) -> StepOutput:
@@ -275,14 +281,20 @@ class VALS(AncestralLangevin):
 
 
 @dataclass
-class CoopOptions(MethodOptions):
+class RevisionOptions(MethodOptions):
+    """Options of every MCMC-teaching method (also the conditional ones)."""
+
     n_steps: int = option(20, low=1, help="K: revision steps of the negatives sampler from "
                           "the generator's samples (Eq. 5)")
-    n_chains: int | None = option(None, low=1, help="negatives per iteration; default batch")
     generator_sd: float = option(0.3, low=0.0, low_open=True,
                                  help="σ of the generator model N(g(z), σ²I), standardised "
                                  "units (reference code: 0.3)")
     energy_penalty: float = option(0.0, low=0.0, help="α in α·mean(U⁺² + U⁻²)")
+
+
+@dataclass
+class CoopOptions(RevisionOptions):
+    n_chains: int | None = option(None, low=1, help="negatives per iteration; default batch")
 
 
 @dataclass

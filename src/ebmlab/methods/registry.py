@@ -26,7 +26,8 @@ class MethodOptions:
     """Base of every method's ``[method]`` options: ``name`` selects the method."""
 
     name: str = option("cd", help="the learning method: cd, persistent, short_run, steincd, "
-                       "steingan, coopnets, vals, gebm, flow (see ebmlab.methods.METHODS)")
+                       "steingan, coopnets, vals, ccoopnets, cvals, gebm, flow (see "
+                       "ebmlab.methods.METHODS)")
 
 
 @dataclass(frozen=True)
