@@ -30,7 +30,6 @@ from ebmlab.samplers.base import (
     _flat_norm,
     check_positive,
     clip_grad_norm,
-    gaussian_like,
 )
 
 
@@ -73,6 +72,7 @@ class Langevin(Sampler):
         self.compile = bool(compile)
         self.chunk = chunk
         self._compiled: tuple[Energy, FusedSteps] | None = None
+        self._noise: Tensor | None = None  # scratch for ξ, reused while x's layout holds
 
     @classmethod
     def from_delta(cls, delta: float, **kwargs: Any) -> Langevin:
@@ -99,11 +99,20 @@ class Langevin(Sampler):
             out = x - (self.step_size * scale) * g + (self.noise_scale * scale.sqrt()) * noise
         return self._clamp_(out)
 
+    def _gaussian(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Standard normal ``ξ`` like ``x``, drawn into a buffer reused across steps (the
+        same numbers as :func:`gaussian_like`; ``ξ`` is used at once, never kept)."""
+        buf = self._noise
+        if buf is None or buf.shape != x.shape or buf.dtype != x.dtype \
+                or buf.device != x.device:
+            buf = self._noise = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        return buf.normal_(generator=generator)
+
     def step(
         self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
     ) -> tuple[SamplerState, StepInfo]:
         u, g = self._grad_at(energy, state)
-        x = self._move(state.x, g, gaussian_like(state.x, generator))
+        x = self._move(state.x, g, self._gaussian(state.x, generator))
         info = StepInfo(energy=u, grad_norm=_flat_norm(g), step_size=self.step_size)
         return SamplerState(x=x, n_steps=state.n_steps + 1), info
 
@@ -146,7 +155,7 @@ class Langevin(Sampler):
         return guarded
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_compiled": None}
+        return {**self.__dict__, "_compiled": None, "_noise": None}
 
 
 class AniLA(Langevin):
