@@ -12,7 +12,7 @@ from torch import nn
 from ebmlab.energies import ConvEnergy, GaussianReference, MLPEnergy, closed_form
 from ebmlab.energies.closed_form import autograd_energy_and_grad, plan
 from ebmlab.methods.base import sample_with_diagnostics
-from ebmlab.samplers import MALA, Langevin, energy_and_grad
+from ebmlab.samplers import MALA, Langevin, MaskedEnergy, energy_and_grad
 
 ACTIVATIONS = ["silu", "leaky_relu", "elu", "tanh", "softplus", "relu"]
 
@@ -186,3 +186,19 @@ def test_diagnostics_collect_every_step_without_a_callback():
         y = y - s * grad + math.sqrt(2 * s) * torch.randn(y.shape, generator=g)
     torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-6)
     assert metrics["r_t"] == pytest.approx(s * sum(norms) / 6, rel=1e-6)
+
+
+def test_masked_energy_gradient_is_autograds():
+    """Completion chains: ∇U at the missing pixels, x_pad − c on the padding coordinates."""
+    torch.manual_seed(0)
+    energy = GaussianReference(ConvEnergy(1, channels=4, n_blocks=2), 3.0)
+    x = torch.randn(5, 1, 6, 6)
+    mask = torch.rand(5, 1, 6, 6) < 0.4  # rows with different numbers of missing pixels
+    masked = MaskedEnergy(energy, x, mask, pad_center=0.5)
+    assert not bool(masked.valid.all())  # there is padding
+    z = torch.randn(5, masked.n_missing)
+    u0, g0 = autograd_energy_and_grad(masked, z)
+    u, g = masked.energy_and_grad(z)
+    torch.testing.assert_close(u, u0, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g, g0, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(g[~masked.valid], z[~masked.valid] - 0.5)

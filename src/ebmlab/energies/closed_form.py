@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -83,23 +83,23 @@ class Rule(NamedTuple):
     ``backward(m, ∂U/∂h, kept) -> ∂U/∂a`` for an activation module ``m``. The module's
     attributes (a slope, β) are read at every call."""
 
-    forward: Callable[[nn.Module, Tensor], tuple[Tensor, Tensor]]
-    backward: Callable[[nn.Module, Tensor, Tensor], Tensor]
+    forward: Callable[[Any, Tensor], tuple[Tensor, Tensor]]
+    backward: Callable[[Any, Tensor, Tensor], Tensor]
 
 
-def _leaky_forward(m: nn.Module, a: Tensor) -> tuple[Tensor, Tensor]:
+def _leaky_forward(m: Any, a: Tensor) -> tuple[Tensor, Tensor]:
     if m.negative_slope > 0:  # sign φ(a) = sign a: the derivative from the output, in place
         h = F.leaky_relu_(a, m.negative_slope)
         return h, h
     return F.leaky_relu(a, m.negative_slope), a
 
 
-def _leaky_backward(m: nn.Module, g: Tensor, kept: Tensor) -> Tensor:
+def _leaky_backward(m: Any, g: Tensor, kept: Tensor) -> Tensor:
     return aten.leaky_relu_backward(g, kept, m.negative_slope, m.negative_slope > 0)
 
 
-def _same(fn: Callable[[Tensor], Tensor]) -> Callable[[nn.Module, Tensor], tuple[Tensor, Tensor]]:
-    def forward(m: nn.Module, a: Tensor) -> tuple[Tensor, Tensor]:
+def _same(fn: Callable[[Tensor], Tensor]) -> Callable[[Any, Tensor], tuple[Tensor, Tensor]]:
+    def forward(m: Any, a: Tensor) -> tuple[Tensor, Tensor]:
         h = fn(a)
         return h, h
     return forward
@@ -128,13 +128,20 @@ def _global_hooks() -> bool:
         "_global_backward_pre_hooks", "_global_forward_hooks_always_called"))
 
 
+def _autocast(x: Tensor) -> bool:
+    try:
+        return bool(torch.is_autocast_enabled(x.device.type))
+    except (RuntimeError, TypeError, ValueError):  # a device type autocast does not know
+        return True
+
+
 class Plan(NamedTuple):
     """A network as ``[(layer, activation, rule), …]`` and its head, with every module
     and its exact type at the time the plan was made."""
 
     key: tuple[nn.Module, ...]
-    blocks: list[tuple[nn.Module, nn.Module, Rule]]
-    head: nn.Module
+    blocks: list[tuple[Any, Any, Rule]]  # (layer, activation, rule)
+    head: Any
     typed: tuple[tuple[nn.Module, type], ...]
 
 
@@ -166,8 +173,7 @@ def plan(owner: nn.Module, seq: nn.Sequential, kind: type[nn.Module], x: Tensor,
     a parametrisation — which changes a module's type —, autocast, a tensor subclass, or
     :func:`disabled`). Made once per module structure, its conditions checked at every
     call (a few µs)."""
-    if (not _enabled or type(x) is not Tensor or torch.is_autocast_enabled(x.device.type)
-            or _global_hooks()):
+    if not _enabled or type(x) is not Tensor or _autocast(x) or _global_hooks():
         return None
     key = tuple(seq) if head is None else (*seq, head)
     p = _PLANS.get(owner)

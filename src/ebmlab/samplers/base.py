@@ -12,6 +12,9 @@ Every sampler is an object built with its hyperparameters and exposes
 
 An energy is any callable (usually an ``nn.Module``) mapping ``(B, *shape)`` to
 ``(B,)``; lower is more likely, the target is ``p(x) ∝ exp(-U(x))``.
+Gradients come from :func:`energy_and_grad`: the energy's own closed form
+(``energy.energy_and_grad(x)``, see :mod:`ebmlab.energies.closed_form`) when it has
+one, autograd otherwise.
 Device and dtype come from ``x0``. While a sampler runs, the modules the energy
 touches are in eval mode with their parameters frozen (``requires_grad=False``),
 each flag restored after (:func:`frozen`), so no parameter gradient is built or
