@@ -215,7 +215,8 @@ def torchebm_step(trainer: Trainer, out: Path) -> Step:
 
 def contenders(compile_: bool) -> list[Contender]:
     out = [
-        Contender(HAND, f"`{HAND_CODE}`", hand_loop),
+        Contender(HAND, "the loop above (global RNG, parameters left requiring grad)",
+                  hand_loop),
         Contender(EBMLAB, "`Trainer.train_step()` + divergence monitor; closed-form ∇ₓU",
                   ebmlab_step),
         Contender("ebmlab persistent, autograd", "the same inside `closed_form.disabled()`",

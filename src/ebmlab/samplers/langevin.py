@@ -40,12 +40,19 @@ class Langevin(Sampler):
     exact-temperature form; 0: gradient descent). Stationary law is ``exp(−U/T)``
     up to O(s) bias, with ``T = σ²/(2s)`` (:attr:`temperature`).
 
+    Eager steps take ``∇U`` from the energy's closed form when it has one
+    (:mod:`ebmlab.energies.closed_form`: no autograd graph) and draw ``ξ`` into a
+    reused buffer: about 0.94× the time of a hand-written autograd loop on a CPU MLP
+    and 0.75× on a small ConvNet (``bench/samplers.py``,
+    ``docs/results/samplers_fastpath.md``).
+
     ``compile=True`` runs ``chunk`` steps at a time as one ``torch.compile``'d graph
-    (gradients by ``torch.func``) when no callback or trajectory is requested: the
-    same noise stream and non-finite checks, about 0.8–0.9× the time of a
-    hand-written autograd loop on a CPU MLP, after a one-off compile of a few
-    seconds per energy and shape (see ``bench/samplers.py`` and the README). Falls
-    back to the eager steps, with a warning, where the energy cannot be compiled.
+    (gradients by ``torch.func``) when no callback or trajectory is requested (the
+    training diagnostics are no callback): the same noise stream and non-finite
+    checks, about 0.8× a hand-written loop's time on a CPU MLP after a one-off
+    compile of 20–50 s per energy and chain shape, i.e. worth it past ~50,000 steps
+    there, and no faster than the eager steps on the ConvNet. Falls back to the eager
+    steps, with a warning, where the energy cannot be compiled.
     """
 
     name = "langevin"
