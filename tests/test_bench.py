@@ -123,3 +123,16 @@ def test_images_bench_end_to_end_at_toy_size(tmp_path, capsys, monkeypatch):
     assert again["shortrun:short"] == scores["shortrun:short"]
     assert (tmp_path / "runs" / "shortrun" / "summary.json").stat().st_mtime_ns == stamp
     assert "reused" in (tmp_path / "res" / "images.md").read_text()
+
+
+def test_training_speed_bench_runs_and_reports_every_contender(tmp_path, capsys):
+    """bench/training_speed.py at toy size: every contender timed, the goals written."""
+    bench = _load("training_speed")
+    out = tmp_path / "training_speed.md"
+    text = bench.main(["--quick", "--workloads", "mlp", "--reps", "1", "--iters", "1",
+                       "--no-peer", "--out", str(out)])
+    assert out.read_text().strip() == text.strip()
+    for name in (bench.HAND, bench.EBMLAB, "ebmlab persistent, autograd"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+        assert "n/a" not in row
+    assert "- mlp: ebmlab " in text and "goal ≤ 1.0" in text
