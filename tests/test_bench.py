@@ -139,3 +139,16 @@ def test_distributed_bench_reports_its_runs_and_the_control(tmp_path, capsys):
     text = out.read_text()
     assert f"{last['control_speedup']:.2f} |" in text
     assert "| control: 2 independent 1-process runs of batch 8, summed |" in text
+
+
+def test_training_speed_bench_runs_and_reports_every_contender(tmp_path, capsys):
+    """bench/training_speed.py at toy size: every contender timed, the goals written."""
+    bench = _load("training_speed")
+    out = tmp_path / "training_speed.md"
+    text = bench.main(["--quick", "--workloads", "mlp", "--reps", "1", "--iters", "1",
+                       "--no-peer", "--out", str(out)])
+    assert out.read_text().strip() == text.strip()
+    for name in (bench.HAND, bench.EBMLAB, "ebmlab persistent, autograd"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+        assert "n/a" not in row
+    assert "- mlp: ebmlab " in text and "goal ≤ 1.0" in text

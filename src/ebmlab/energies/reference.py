@@ -11,7 +11,10 @@ its mass there, unseen by training and by a quadrature box.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
+
+from ebmlab.energies import closed_form
 
 
 class GaussianReference(nn.Module):
@@ -25,6 +28,20 @@ class GaussianReference(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.energy(x) + x.reshape(x.shape[0], -1).square().sum(1) / (2 * self.sd**2)
+
+    def energy_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(U(x), ∇ₓU(x))`` with ``∇ₓU = ∇ₓf + x/sd²``, ``∇ₓf`` from the wrapped
+        network's own ``energy_and_grad`` when it has one (autograd otherwise)."""
+        inner = getattr(self.energy, "energy_and_grad", None)
+        if inner is None or not closed_form.enabled() or type(self) is not GaussianReference \
+                or self._forward_hooks or self._forward_pre_hooks or self._backward_hooks \
+                or self._backward_pre_hooks:
+            return closed_form.autograd_energy_and_grad(self, x)
+        u, g = inner(x)
+        with torch.no_grad():
+            u = u + x.reshape(x.shape[0], -1).square().sum(1) / (2 * self.sd**2)
+            g = g + x * (1 / self.sd**2)
+        return u, g
 
     def features(self, x: Tensor) -> Tensor:
         """The wrapped network's features (for SVGD's feature kernel)."""

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ebmlab.chains import ChainSource
-from ebmlab.samplers.base import frozen
+from ebmlab.samplers.base import Sampler, StepInfo, drive, frozen
 from ebmlab.samplers.masked import as_mask, sample_masked
 
 Batch = Tensor | Mapping[str, Tensor]
@@ -206,23 +206,24 @@ def sample_with_diagnostics(sampler: Any, energy: nn.Module, x0: Tensor, n_steps
     ‖∇U‖`` over the steps (Anatomy, Sec. 4; ``s`` the sampler's step) and, for a Metropolis
     sampler, ``accept``, the mean acceptance probability. With ``mask`` (1 = missing) only
     the missing coordinates move (:func:`~ebmlab.samplers.masked.sample_masked`; the others
-    are ``x0``'s, and ``‖∇U‖`` is over the chain's coordinates)."""
-    grad_norms: list[Tensor] = []
-    accepts: list[Tensor] = []
-
-    def record(i: int, state: Any, info: Any) -> None:
-        grad_norms.append(info.grad_norm.mean())
-        if info.accept_prob is not None:
-            accepts.append(info.accept_prob.mean())
-
-    if mask is None:
-        x = sampler.run(energy, x0, n_steps, generator=rng, callback=record)
+    are ``x0``'s, and ``‖∇U‖`` is over the chain's coordinates). The step infos are
+    collected by the driver (:func:`~ebmlab.samplers.base.drive`), not by a callback, so
+    non-finite checks stay batched and a ``compile=True`` sampler runs compiled."""
+    infos: list[StepInfo] = []
+    if mask is not None:
+        x = sample_masked(sampler, energy, x0, mask, n_steps, generator=rng,
+                          callback=lambda i, state, info: infos.append(info))
+    elif isinstance(sampler, Sampler) and type(sampler).run is Sampler.run:
+        x = drive(sampler, energy, x0, n_steps, generator=rng, infos=infos)[0].x
     else:
-        x = sample_masked(sampler, energy, x0, mask, n_steps, generator=rng, callback=record)
+        x = sampler.run(energy, x0, n_steps, generator=rng,
+                        callback=lambda i, state, info: infos.append(info))
     metrics: dict[str, float] = {}
-    if grad_norms:
+    if infos:
         step = float(getattr(sampler, "step_size", 0.0))
-        metrics["r_t"] = step * float(torch.stack(grad_norms).mean())
-    if accepts:
-        metrics["accept"] = float(torch.stack(accepts).mean())
+        norms = torch.stack([info.grad_norm for info in infos])  # (steps, chains)
+        metrics["r_t"] = step * float(norms.mean(dim=1).mean())
+        accepts = [info.accept_prob for info in infos if info.accept_prob is not None]
+        if accepts:
+            metrics["accept"] = float(torch.stack(accepts).mean(dim=1).mean())
     return x, metrics

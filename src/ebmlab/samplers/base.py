@@ -12,6 +12,9 @@ Every sampler is an object built with its hyperparameters and exposes
 
 An energy is any callable (usually an ``nn.Module``) mapping ``(B, *shape)`` to
 ``(B,)``; lower is more likely, the target is ``p(x) ∝ exp(-U(x))``.
+Gradients come from :func:`energy_and_grad`: the energy's own closed form
+(``energy.energy_and_grad(x)``, see :mod:`ebmlab.energies.closed_form`) when it has
+one, autograd otherwise.
 Device and dtype come from ``x0``. While a sampler runs, the modules the energy
 touches are in eval mode with their parameters frozen (``requires_grad=False``),
 each flag restored after (:func:`frozen`), so no parameter gradient is built or
@@ -29,6 +32,9 @@ from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
+
+from ebmlab.energies import closed_form
+from ebmlab.energies.closed_form import autograd_energy_and_grad
 
 Energy = Callable[[Tensor], Tensor]
 Callback = Callable[[int, "SamplerState", "StepInfo"], None]
@@ -102,18 +108,17 @@ def clip_grad_norm(grad: Tensor, max_norm: float | None) -> Tensor:
 
 
 def energy_and_grad(energy: Energy, x: Tensor) -> tuple[Tensor, Tensor]:
-    """``U(x)`` of shape ``(B,)`` and ``∇ₓU(x)``, both detached."""
-    with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
-        u = energy(xg)
-        if not isinstance(u, Tensor) or u.shape != (x.shape[0],):
-            shape = tuple(u.shape) if isinstance(u, Tensor) else type(u).__name__
-            raise ValueError(
-                f"energy must map a batch of shape {tuple(x.shape)} to shape "
-                f"({x.shape[0]},), got {shape}"
-            )
-        (g,) = torch.autograd.grad(u.sum(), xg)
-    return u.detach(), g
+    """``U(x)`` of shape ``(B,)`` and ``∇ₓU(x)``, both detached.
+
+    An energy with its own ``energy_and_grad`` method (the gradient in closed form,
+    :mod:`ebmlab.energies.closed_form`: ``MLPEnergy``, ``ConvEnergy``,
+    ``GaussianReference``) is asked for both (unless inside ``closed_form.disabled()``);
+    any other energy goes through autograd.
+    """
+    own = getattr(energy, "energy_and_grad", None) if closed_form.enabled() else None
+    if own is not None:
+        return own(x)
+    return autograd_energy_and_grad(energy, x)
 
 
 def modules_of(*objs: object) -> list[nn.Module]:
@@ -316,8 +321,13 @@ def drive(
     thin: int = 1,
     keep: list[Tensor] | None = None,
     state: SamplerState | None = None,
+    infos: list[StepInfo] | None = None,
 ) -> tuple[SamplerState, StepInfo | None]:
     """The loop every sampler shares: steps, non-finite checks, thinning, callbacks.
+
+    ``keep`` collects a clone of the state every ``thin`` steps; ``infos`` every step's
+    :class:`StepInfo` (what a callback would see, without a callback's per-step checks,
+    so a compiled sampler stays compiled).
 
     A non-finite energy or gradient, or a non-finite state after the last step of a
     batch, raises :class:`NonFiniteError` naming the first bad step. Checks are
@@ -359,13 +369,17 @@ def drive(
                     noise[j].normal_(generator=generator)
                 x, u, gn = fused(state.x, noise)
                 state = SamplerState(x=x, n_steps=state.n_steps + chunk)
-                pending += [(i + j, StepInfo(energy=u[j], grad_norm=gn[j]))
-                            for j in range(chunk)]
+                new = [(i + j, StepInfo(energy=u[j], grad_norm=gn[j])) for j in range(chunk)]
+                pending += new
+                if infos is not None:
+                    infos += [inf for _, inf in new]
                 info = pending[-1][1]
                 i += chunk
             else:  # step 0 always runs here: it validates the energy's output shape
                 state, info = sampler.step(energy, state, generator)
                 pending.append((i, info))
+                if infos is not None:
+                    infos.append(info)
                 i += 1
             if len(pending) >= sync_every or i == n_steps:
                 _check_finite(sampler, pending, state.x)

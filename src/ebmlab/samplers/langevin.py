@@ -30,7 +30,6 @@ from ebmlab.samplers.base import (
     _flat_norm,
     check_positive,
     clip_grad_norm,
-    gaussian_like,
 )
 
 
@@ -41,12 +40,19 @@ class Langevin(Sampler):
     exact-temperature form; 0: gradient descent). Stationary law is ``exp(−U/T)``
     up to O(s) bias, with ``T = σ²/(2s)`` (:attr:`temperature`).
 
+    Eager steps take ``∇U`` from the energy's closed form when it has one
+    (:mod:`ebmlab.energies.closed_form`: no autograd graph) and draw ``ξ`` into a
+    reused buffer: about 0.94× the time of a hand-written autograd loop on a CPU MLP
+    and 0.75× on a small ConvNet (``bench/samplers.py``,
+    ``docs/results/samplers_fastpath.md``).
+
     ``compile=True`` runs ``chunk`` steps at a time as one ``torch.compile``'d graph
-    (gradients by ``torch.func``) when no callback or trajectory is requested: the
-    same noise stream and non-finite checks, about 0.8–0.9× the time of a
-    hand-written autograd loop on a CPU MLP, after a one-off compile of a few
-    seconds per energy and shape (see ``bench/samplers.py`` and the README). Falls
-    back to the eager steps, with a warning, where the energy cannot be compiled.
+    (gradients by ``torch.func``) when no callback or trajectory is requested (the
+    training diagnostics are no callback): the same noise stream and non-finite
+    checks, about 0.8× a hand-written loop's time on a CPU MLP after a one-off
+    compile of 20–50 s per energy and chain shape, i.e. worth it past ~50,000 steps
+    there, and no faster than the eager steps on the ConvNet. Falls back to the eager
+    steps, with a warning, where the energy cannot be compiled.
     """
 
     name = "langevin"
@@ -73,6 +79,7 @@ class Langevin(Sampler):
         self.compile = bool(compile)
         self.chunk = chunk
         self._compiled: tuple[Energy, FusedSteps] | None = None
+        self._noise: Tensor | None = None  # scratch for ξ, reused while x's layout holds
 
     @classmethod
     def from_delta(cls, delta: float, **kwargs: Any) -> Langevin:
@@ -99,11 +106,20 @@ class Langevin(Sampler):
             out = x - (self.step_size * scale) * g + (self.noise_scale * scale.sqrt()) * noise
         return self._clamp_(out)
 
+    def _gaussian(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Standard normal ``ξ`` like ``x``, drawn into a buffer reused across steps (the
+        same numbers as :func:`gaussian_like`; ``ξ`` is used at once, never kept)."""
+        buf = self._noise
+        if buf is None or buf.shape != x.shape or buf.dtype != x.dtype \
+                or buf.device != x.device:
+            buf = self._noise = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        return buf.normal_(generator=generator)
+
     def step(
         self, energy: Energy, state: SamplerState, generator: torch.Generator | None = None
     ) -> tuple[SamplerState, StepInfo]:
         u, g = self._grad_at(energy, state)
-        x = self._move(state.x, g, gaussian_like(state.x, generator))
+        x = self._move(state.x, g, self._gaussian(state.x, generator))
         info = StepInfo(energy=u, grad_norm=_flat_norm(g), step_size=self.step_size)
         return SamplerState(x=x, n_steps=state.n_steps + 1), info
 
@@ -146,7 +162,7 @@ class Langevin(Sampler):
         return guarded
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_compiled": None}
+        return {**self.__dict__, "_compiled": None, "_noise": None}
 
 
 class AniLA(Langevin):

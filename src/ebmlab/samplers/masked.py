@@ -34,6 +34,8 @@ import torch
 from torch import Tensor, nn
 
 from ebmlab.capabilities import BlockGibbs, has_block_gibbs
+from ebmlab.energies import closed_form
+from ebmlab.energies.closed_form import autograd_energy_and_grad
 from ebmlab.samplers.base import Callback, Energy, Sampler
 
 
@@ -99,6 +101,27 @@ class MaskedEnergy(nn.Module):
         u = self.energy(self._scatter(z))
         pad = torch.where(self.valid, torch.zeros_like(z), z - self.pad_center)
         return u + 0.5 * pad.square().sum(dim=1)
+
+    def energy_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``(U_c(z), ∇U_c(z))`` from the full energy's closed form when it has one
+        (:mod:`ebmlab.energies.closed_form`): ``∇U_c`` is ``∇U`` at the missing
+        coordinates and ``x_pad − c`` at the padding. Autograd otherwise."""
+        inner = getattr(self.energy, "energy_and_grad", None)
+        if inner is None or not closed_form.enabled() or type(self) is not MaskedEnergy \
+                or self._forward_hooks or self._forward_pre_hooks or self._backward_hooks \
+                or self._backward_pre_hooks:
+            return autograd_energy_and_grad(self, z)
+        if tuple(z.shape) != (self.shape[0], self.n_missing):
+            raise ValueError(f"masked energy expects chains of shape "
+                             f"{(self.shape[0], self.n_missing)}, got {tuple(z.shape)}")
+        u, gx = inner(self._scatter(z.detach()))
+        with torch.no_grad():
+            flat = gx.reshape(gx.shape[0], -1)
+            ext = torch.cat((flat, flat.new_zeros(flat.shape[0], 1)), dim=1)
+            pad = torch.where(self.valid, torch.zeros_like(z), z - self.pad_center)
+            u = u + 0.5 * pad.square().sum(dim=1)
+            g = torch.where(self.valid, ext.gather(1, self.cols), pad)
+        return u, g
 
     def embed(self, z: Tensor) -> Tensor:
         """Full images ``(B, *shape)``: ``x``'s observed values, ``z`` in the missing ones."""
