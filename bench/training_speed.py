@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.metadata
 import math
 import os
 import platform
@@ -62,6 +61,9 @@ from ebmlab.experiment import RunConfig
 from ebmlab.train import Trainer
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from samplers import cpu_name, version  # noqa: E402  (the sampler bench's report helpers)
+
 HAND = "hand loop (autograd)"
 EBMLAB = "ebmlab persistent"
 TORCHEBM = "TorchEBM PCD"
@@ -303,23 +305,6 @@ def fmt(ratios: list[float]) -> str:
         q1, _, q3 = statistics.quantiles(ratios, n=4)
         return f"{med:.3f} [{q1:.2f}–{q3:.2f}]"
     return f"{med:.3f}"
-
-
-def version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def report(args: argparse.Namespace, wls: list[Workload], timings: dict[str, dict[str, Timing]],
