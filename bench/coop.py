@@ -33,12 +33,12 @@ registered), masks ``center``, ``bottom_half``, ``random:0.5`` (``bench/inpaint.
 ``MASKS``), PSNR / SSIM on the missing pixels with ``ebmlab.inpaint`` (the functions
 ``bench/inpaint.py`` uses), against the mean image and 1- / 5-NN fills.
 
-    python bench/coop.py --quick   # ≈ 8 minutes on a quiet 2-core machine (measured niced: see
-                                   # docs/results/coop_quick.md)
-    python bench/coop.py           # ≈ 30 minutes on a quiet 2-core machine: toys 5 × 5 × 15 s
-                                   # + evaluation ≈ 9 min; images (2 runs at once) digits
-                                   # 3 × 1500 iterations ≈ 8 min, MNIST-5k 3 × 600 ≈ 10 min;
+    python bench/coop.py --quick   # < 10 minutes on a quiet 2-core machine (toys 5 × 5 × 4 s)
+    python bench/coop.py           # ≈ 30 minutes on a quiet 2-core machine: toys 5 × 5 × 20 s
+                                   # + evaluation ≈ 11 min; images, two runs at once: digits
+                                   # 3 × 1500 iterations ≈ 8 min, MNIST-5k 3 × 600 ≈ 9 min;
                                    # completion ≈ 2 min
+    python bench/coop.py --clock cpu   # on a loaded machine: budgets in CPU seconds
 
 Writes ``--out`` (default ``docs/results/coop.md``; with ``--quick`` ``coop_quick.md``) and
 the grids into ``<out stem>/``; the runs into ``bench/out/coop[_quick]/``; the last stdout
@@ -437,7 +437,7 @@ def report(args: argparse.Namespace, toy: list[ToyResult], imgs: list[ImageRow],
         + ", ".join(f"{d} {n} iterations" for d, n in args.image_iterations.items()
                     if d in args.image_data),
         "",
-        "## (a) 2-D toys at equal wall clock", "",
+        f"## (a) 2-D toys at equal training time ({args.clock} clock)", "",
         "Settings: `bench/learning.py`'s network and optimiser (`" + " ".join(learning.COMMON)
         + "`) and temperature-1 Langevin step per data set (short-run: its tempered s = 0.02); "
         "CoopNets / VALS as `configs/coopnets_toy.toml` / `vals_toy.toml` (`"
@@ -516,7 +516,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="short budgets (< 10 min)")
     p.add_argument("--budget", type=float, default=None,
-                   help="toy training seconds per run (default 15; 4 with --quick)")
+                   help="toy training seconds per run (default 20; 4 with --quick)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="what --budget measures: wall time (default) or the process's CPU "
                    "time (a loaded machine)")
@@ -552,7 +552,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     q = args.quick
-    args.budget = args.budget if args.budget is not None else (4.0 if q else 15.0)
+    args.budget = args.budget if args.budget is not None else (4.0 if q else 20.0)
     args.evals = args.evals or (4 if q else 8)
     args.n_grid = args.n_grid or (200 if q else 400)
     args.longrun_steps = 200  # learning.make_config's long-run length (unused here)
