@@ -35,9 +35,10 @@ registered), masks ``center``, ``bottom_half``, ``random:0.5`` (``bench/inpaint.
 
     python bench/coop.py --quick   # < 10 minutes on a quiet 2-core machine (toys 5 × 5 × 4 s)
     python bench/coop.py           # ≈ 30 minutes on a quiet 2-core machine: toys 5 × 5 × 20 s
-                                   # + evaluation ≈ 11 min; images, two runs at once: digits
-                                   # 3 × 1500 iterations ≈ 8 min, MNIST-5k 3 × 600 ≈ 9 min;
-                                   # completion ≈ 2 min
+                                   # + evaluation ≈ 10 min; images, two runs at once: digits
+                                   # 3 × 1500 iterations ≈ 9 min (+ ccoopnets / cvals when
+                                   # present), MNIST-5k 3 × 600 ≈ 9 min; completion ≈ 2 min
+                                   # (from CPU-time speeds measured on a loaded machine)
     python bench/coop.py --clock cpu   # on a loaded machine: budgets in CPU seconds
 
 Writes ``--out`` (default ``docs/results/coop.md``; with ``--quick`` ``coop_quick.md``) and
