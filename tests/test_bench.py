@@ -152,3 +152,46 @@ def test_training_speed_bench_runs_and_reports_every_contender(tmp_path, capsys)
         row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
         assert "n/a" not in row
     assert "- mlp: ebmlab " in text and "goal ≤ 1.0" in text
+
+
+def test_coop_bench_counts_gradients_and_its_report_agrees(tmp_path, capsys, monkeypatch):
+    """bench/coop.py at toy size: the Langevin gradient evaluations are chains × steps ×
+    iterations exactly; the JSON line repeats the report's numbers; completion scores come
+    out for every mask; the reach ratio is read off the curve."""
+    monkeypatch.setenv("EBMLAB_CACHE_DIR", str(tmp_path / "cache"))
+    bench = _load("coop")
+    out = tmp_path / "coop.md"
+    result = bench.main(["--budget", "0.6", "--evals", "2", "--n-grid", "40", "--datasets",
+                         "8gaussians", "--toy-methods", "persistent,vals_k5",
+                         "--image-data", "digits", "--image-methods", "vals,shortrun",
+                         "--image-iterations", "digits:3", "--longrun-factor", "1",
+                         "--completion-limit", "12", "--jobs", "1", "--out", str(out),
+                         "--runs", str(tmp_path / "runs")])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last == json.loads(json.dumps(result))
+    text = out.read_text()
+    toy = {k.split("/")[1]: v for k, v in last["toys"].items()}
+    evals = {k.split("/")[1]: v for k, v in last["grad_evals"].items()}
+    for key, steps in (("persistent", 20), ("vals_k5", 5)):
+        assert math.isfinite(toy[key]) and toy[key] > 0
+        row = next(line for line in text.splitlines() if line.startswith("| 8gaussians |")
+                   and f"| {evals[key]} |" in line)
+        iterations = int(row.split("|")[3])
+        assert evals[key] == iterations * 200 * steps  # batch 200 chains × K steps
+        assert float(row.split("|")[5]) == pytest.approx(toy[key], abs=1.5e-3)
+    for key, label in (("vals", "VALS"), ("shortrun", "short-run ML from noise")):
+        fid = last["images"][f"digits/{key}"]["fid"]
+        row = next(line for line in text.splitlines() if line.startswith(f"| digits | {label} |"))
+        assert fid > 0 and float(row.split("|")[5]) == pytest.approx(fid, abs=1.5e-3)
+    for mask in ("center", "bottom_half", "random:0.5"):
+        for name in ("mean", "1-NN", "5-NN", "vals", "shortrun"):
+            psnr = last["completion_psnr"][f"digits/{mask}/{name}"]
+            assert 0 < psnr < 60 and f"| {psnr:.2f} |" in text
+    assert (tmp_path / "coop" / "digits_vals.png").exists()
+
+    R = bench.ToyResult
+    ref = R("d", "persistent", "p", grad_evals=1000, kl=0.5)
+    fast = R("d", "vals", "v", curve=[(1, 1, 100, 0.9), (2, 2, 150, 0.4), (3, 3, 300, 0.2)])
+    assert bench.reach_ratio([ref, fast], "d")[0] == pytest.approx(0.15)
+    slow = R("d", "vals", "v", grad_evals=800, curve=[(1, 1, 800, 0.6)])
+    assert bench.reach_ratio([ref, slow], "d")[0] is None

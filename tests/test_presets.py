@@ -21,7 +21,8 @@ def test_presets_exist():
     assert {"gmm_convergent", "gmm_nonconvergent", "rings_convergent", "rings_nonconvergent",
             "rings_anila", "rings_langevin", "steincd_digits", "steingan_digits",
             "digits_conv_shortrun", "digits_conv_persistent", "coopnets_toy",
-            "vals_toy", "ccoopnets_digits", "cvals_digits"} <= names
+            "vals_toy", "ccoopnets_digits", "cvals_digits", "coopnets_digits", "vals_digits",
+            "mnist5k_coopnets", "mnist5k_vals"} <= names
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
