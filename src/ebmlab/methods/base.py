@@ -213,7 +213,8 @@ def sample_with_diagnostics(sampler: Any, energy: nn.Module, x0: Tensor, n_steps
     if mask is not None:
         x = sample_masked(sampler, energy, x0, mask, n_steps, generator=rng,
                           callback=lambda i, state, info: infos.append(info))
-    elif isinstance(sampler, Sampler) and type(sampler).run is Sampler.run:
+    elif (isinstance(sampler, Sampler) and type(sampler).run is Sampler.run
+          and "run" not in vars(sampler)):  # a wrapped run (e.g. a counter) is called
         x = drive(sampler, energy, x0, n_steps, generator=rng, infos=infos)[0].x
     else:
         x = sampler.run(energy, x0, n_steps, generator=rng,
