@@ -49,7 +49,6 @@ line is one JSON object with the headline numbers.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import math
@@ -60,7 +59,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,28 +149,6 @@ class Counter:
         sampler.run = run
 
 
-class Clock:
-    """Seconds spent inside ``running()`` blocks, by wall clock (``perf_counter``, as
-    ``bench/learning.py``) or by this process's CPU time (``--clock cpu``: one thread, so on
-    a quiet machine the same, and on a loaded one the time the run actually got)."""
-
-    def __init__(self, kind: str = "wall") -> None:
-        self.timer = time.perf_counter if kind == "wall" else time.process_time
-        self.spent, self._since = 0.0, None
-
-    def __call__(self) -> float:
-        return self.spent + (0.0 if self._since is None else self.timer() - self._since)
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[None]:
-        self._since = self.timer()
-        try:
-            yield
-        finally:
-            self.spent += self.timer() - self._since
-            self._since = None
-
-
 def run_toy(data: str, c: Any, args: argparse.Namespace) -> ToyResult:
     """One contender on one toy for ``args.budget`` seconds, the exact KL (moons: NLL)
     recorded ``args.evals`` times along the way."""
@@ -184,7 +160,7 @@ def run_toy(data: str, c: Any, args: argparse.Namespace) -> ToyResult:
         method: Any = trainer.method
         counter = Counter(method.sampler)
         inference = Counter(method.inference) if hasattr(method, "inference") else None
-        clock = Clock(args.clock)
+        clock = learning.Clock(args.clock)
         learning.time_cosine(trainer, clock, args.budget)
         marks = [args.budget * (i + 1) / args.evals for i in range(args.evals)]
         try:

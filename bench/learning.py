@@ -165,23 +165,44 @@ def time_cosine(trainer: Trainer, clock: Callable[[], float], budget: float) -> 
 
 @dataclass
 class Clock:
-    """Seconds spent inside ``running()`` blocks (evaluation pauses it)."""
+    """Seconds spent inside ``running()`` blocks (evaluation pauses it), by wall clock
+    (``kind="wall"``) or by this process's CPU time (``kind="cpu"``: on a loaded machine,
+    the time a one-thread run actually got)."""
 
+    kind: str = "wall"
     spent: float = 0.0
     _since: float | None = None
 
+    def timer(self) -> float:
+        return time.perf_counter() if self.kind == "wall" else time.process_time()
+
     def __call__(self) -> float:
-        extra = 0.0 if self._since is None else time.perf_counter() - self._since
+        extra = 0.0 if self._since is None else self.timer() - self._since
         return self.spent + extra
 
     @contextlib.contextmanager
     def running(self):  # noqa: ANN201 - a context manager
-        self._since = time.perf_counter()
+        self._since = self.timer()
         try:
             yield
         finally:
-            self.spent += time.perf_counter() - self._since
+            self.spent += self.timer() - self._since
             self._since = None
+
+
+def torchebm_model(net: nn.Module) -> Any:
+    """``net`` as a TorchEBM ``BaseModel`` (float32, CPU): the same energy for its samplers."""
+    from torchebm.core import BaseModel
+
+    class Wrapped(BaseModel):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__(dtype=torch.float32, device=torch.device("cpu"))
+            self.inner = inner
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.inner(x)
+
+    return Wrapped(net)
 
 
 @dataclass
@@ -332,7 +353,6 @@ class Side:
 def torchebm_side(trainer: Trainer, budget: float, seed: int, persistent: bool) -> Side:
     """TorchEBM 0.8.9's (P)CD on a copy of the trainer's network, data, batch, optimiser,
     schedule, Langevin step and K."""
-    from torchebm.core import BaseModel
     from torchebm.losses import ContrastiveDivergence
     from torchebm.samplers import LangevinDynamics
 
@@ -341,15 +361,7 @@ def torchebm_side(trainer: Trainer, budget: float, seed: int, persistent: bool) 
                                activation=cfg.model.activation)
     net.load_state_dict(trainer.energy.state_dict())  # the same initial weights
 
-    class Wrapped(BaseModel):
-        def __init__(self, inner: nn.Module) -> None:
-            super().__init__(dtype=torch.float32, device=torch.device("cpu"))
-            self.inner = inner
-
-        def forward(self, x: Tensor) -> Tensor:
-            return self.inner(x)
-
-    model = Wrapped(net)
+    model = torchebm_model(net)
     # TorchEBM's step is x ← x − h∇U + ν√(2h)ξ: h = s and ν = 1 is temperature 1, as ebmlab's.
     sampler = LangevinDynamics(model, step_size=cfg.samplers["negatives"]["step_size"],
                                noise_scale=1.0)

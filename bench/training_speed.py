@@ -53,7 +53,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
 
 from ebmlab.config import load_config
 from ebmlab.energies import closed_form
@@ -62,6 +61,7 @@ from ebmlab.train import Trainer
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import learning  # noqa: E402  (the learning bench's TorchEBM wrapper)
 from samplers import cpu_name, version  # noqa: E402  (the sampler bench's report helpers)
 
 HAND = "hand loop (autograd)"
@@ -179,22 +179,13 @@ def hand_loop(trainer: Trainer, out: Path) -> Step:
 
 def torchebm_step(trainer: Trainer, out: Path) -> Step:
     """TorchEBM 0.8.9's persistent CD on a copy of the same network (as bench/learning.py)."""
-    from torchebm.core import BaseModel
     from torchebm.losses import ContrastiveDivergence
     from torchebm.samplers import LangevinDynamics
 
     cfg = trainer.cfg
     net = copy.deepcopy(trainer.energy)
 
-    class Wrapped(BaseModel):
-        def __init__(self, inner: nn.Module) -> None:
-            super().__init__(dtype=torch.float32, device=torch.device("cpu"))
-            self.inner = inner
-
-        def forward(self, x: Tensor) -> Tensor:
-            return self.inner(x)
-
-    model = Wrapped(net)
+    model = learning.torchebm_model(net)
     sampler = LangevinDynamics(model, step_size=float(cfg.samplers["negatives"]["step_size"]),
                                noise_scale=1.0)
     loss_fn = ContrastiveDivergence(model=model, sampler=sampler, k_steps=cfg.method.n_steps,
