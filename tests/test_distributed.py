@@ -129,3 +129,64 @@ def test_nproc_rejects_bad_values(tmp_path):
     bad = ebmlab("train", "--nproc", "0", "--out", str(tmp_path / "x"), check=False)
     assert bad.returncode == 2 and "--nproc must be >= 1" in bad.stderr
     assert not (tmp_path / "x").exists()
+
+
+ALL_REDUCE_STEP = textwrap.dedent("""
+    import json, os, sys
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+    from ebmlab.distributed import Dist, all_reduce_step, setup
+
+    d = setup("cpu")
+    r = d.rank
+    a, b, c = (nn.Parameter(torch.zeros(3)) for _ in range(3))
+    groups = {"energy": [a, b], "generator": [c]}
+    a.grad = torch.full((3,), float(r + 1))          # both ranks: mean 1.5
+    if r == 1:
+        b.grad = torch.full((3,), 4.0)               # rank 1 only: mean 2.0 (0 counts)
+    present = ["energy"] + (["generator"] if r == 0 else [])
+    losses = {"energy": 1.0 + r, **({"generator": 5.0} if r == 0 else {})}
+    out = all_reduce_step(d, groups, present, losses, {"m": 10.0 * (r + 1), "z": 1.0}, None)
+    res = {"present": out.present, "losses": out.losses, "metrics": out.metrics(),
+           "a": a.grad.tolist(), "b": b.grad.tolist(), "c": c.grad}
+    failed = all_reduce_step(d, groups, ["energy"], {"energy": 1.0}, {"m": 1.0},
+                             "iteration 3: planted" if r == 1 else None)
+    res["error"] = failed.error
+    res["mismatch"] = []
+    for names in (["m" if r else "n"], ["m", "n"][:r + 1]):  # other names; more names
+        try:
+            all_reduce_step(d, groups, ["energy"], {"energy": 1.0}, dict.fromkeys(names, 1.0),
+                            None)
+            res["mismatch"].append(None)
+        except RuntimeError as e:
+            res["mismatch"].append(str(e))
+    print(json.dumps(res))
+    dist.destroy_process_group()
+""")
+
+
+def test_one_all_reduce_carries_failures_gradients_losses_and_metrics(tmp_path):
+    script = tmp_path / "step.py"
+    script.write_text(ALL_REDUCE_STEP)
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", WORLD_SIZE="2", OMP_NUM_THREADS="1")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        env["MASTER_PORT"] = str(s.getsockname()[1])
+    procs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)})
+             for r in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-1000:] for o in outs]
+    res = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
+    assert res[0] == res[1]  # every rank knows the same
+    got = res[0]
+    assert got["present"] == ["energy", "generator"]
+    assert got["losses"] == {"energy": 1.5, "generator": 5.0}  # mean over ranks that had it
+    assert got["metrics"] == {"m": 15.0, "z": 1.0}
+    assert got["a"] == [1.5] * 3 and got["b"] == [2.0] * 3 and got["c"] is None
+    assert got["error"] == "iteration 3: planted (process 1 of 2)"
+    assert all("different metrics" in m for m in got["mismatch"]), got["mismatch"]

@@ -7,10 +7,12 @@
   broadcast so they start identical;
 * each rank draws its own share of ``train.batch_size`` with its own random stream
   (``train.seed + rank``) and keeps its own chains / replay buffer;
-* after each rank back-propagates its losses, the gradients of every parameter group are
-  averaged over the ranks (one all-reduce per iteration: gradient data of all groups,
-  which parameters have a gradient, which groups had a loss), so the optimisers take the
-  same step everywhere and the parameters stay identical;
+* after each rank back-propagates its losses, one all-reduce per iteration carries what
+  the ranks must agree on before stepping (:func:`all_reduce_step`): whether a rank
+  failed, the gradients of every parameter group, which parameters have a gradient, which
+  groups had a loss, the losses; a second, asynchronous one averages the method's
+  metrics while the optimisers step. The optimisers take the same step everywhere and
+  the parameters stay identical;
 * failures are collective: a non-finite value or sampler failure on any rank is shared
   before anyone steps, and the metrics the divergence monitor reads are averaged, so all
   ranks roll back or stop together and none waits forever;
@@ -149,68 +151,98 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
-def first_error(d: Dist, error: str | None) -> str | None:
-    """``None`` if no rank failed, else the first failing rank's message (on every rank)."""
+@dataclass
+class SyncedStep:
+    """What every rank knows after :func:`all_reduce_step` (the same on every rank)."""
+
+    error: str | None
+    present: list[str]
+    losses: dict[str, float]
+    _metrics: dict[str, float]
+    _pending: tuple[Any, Tensor, list[str], int] | None = None
+
+    def metrics(self) -> dict[str, float]:
+        """The method's metrics averaged over the ranks (waits for their all-reduce, which
+        runs while the optimisers step)."""
+        if self._pending is not None:
+            work, values, keys, world = self._pending
+            work.wait()
+            self._metrics = {k: v / world
+                             for k, v in zip(keys, values.tolist(), strict=True)}
+            self._pending = None
+        return dict(self._metrics)
+
+
+def _names_tag(names: Sequence[str]) -> float:
+    """A small checksum of the metric names (< 2¹⁰, so that sums of it and of its square
+    stay exact in float32 for up to 16 processes)."""
+    return float(zlib.crc32("\0".join(sorted(names)).encode()) % 1024)
+
+
+def all_reduce_step(d: Dist, groups: Mapping[str, Sequence[nn.Parameter]],
+                    present: Sequence[str], losses: Mapping[str, float],
+                    metrics: Mapping[str, float], error: str | None) -> SyncedStep:
+    """One iteration's communication: one all-reduce (sum) of one flat buffer,
+
+    ``[failed, t, t², n, n², group had a loss ×G, parameter has a gradient ×P, loss ×G,
+    gradients]``,
+
+    then, when no rank failed, an asynchronous all-reduce of the method's metrics
+    (float64) that overlaps the optimiser step (:meth:`SyncedStep.metrics` waits for it).
+    Every rank learns alike: the first failing rank's message (gathered only when one
+    failed); the groups that had a loss on some rank; every gradient averaged over the
+    ranks (a parameter keeps ``grad = None`` only if it has none on every rank; a missing
+    gradient counts as zero in the mean); each group's loss averaged over the ranks that
+    had it. ``t`` is a checksum of the metric names and ``n`` their number: the ranks agree
+    iff ``W·Σt² = (Σt)²`` and ``W·Σn² = (Σn)²`` (zero variance), so a method that logs
+    different names on different ranks is caught by every rank at once, before the
+    metrics' all-reduce. A single process gets its own numbers back."""
     if not d.enabled:
-        return error
-    import torch.distributed as dist
-
-    flag = torch.tensor([0.0 if error is None else 1.0])
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    if flag.item() == 0:
-        return None
-    messages = gather_objects(d, error)
-    rank, message = next((r, m) for r, m in enumerate(messages) if m is not None)
-    return f"{message} (process {rank} of {d.world_size})"
-
-
-def average_gradients(d: Dist, groups: Mapping[str, Sequence[nn.Parameter]],
-                      present: Sequence[str]) -> list[str]:
-    """Average every group's gradients over the ranks in one all-reduce; return the groups
-    that had a loss on any rank (in ``groups`` order). A parameter keeps ``grad = None``
-    only if it has none on every rank; a missing gradient counts as zero in the mean."""
-    if not d.enabled:
-        return list(present)
+        return SyncedStep(error, list(present), dict(losses), dict(metrics))
     import torch.distributed as dist
 
     params = [p for g in groups for p in groups[g]]
     ref = params[0] if params else torch.zeros(())
-    flags = torch.tensor([float(g in present) for g in groups]
-                         + [float(p.grad is not None) for p in params],
-                         dtype=ref.dtype, device=ref.device)
-    grads = [p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
-             for p in params]
-    buf = torch.cat([flags, *grads])
+    keys = sorted(metrics) if error is None else []
+    tag, count = _names_tag(keys), float(len(keys))
+    head = ([float(error is not None), tag, tag * tag, count, count * count]
+            + [float(g in present) for g in groups]
+            + [float(p.grad is not None) for p in params]
+            + [float(losses.get(g, 0.0)) for g in groups])
+    grads = [p.grad.reshape(-1) if p.grad is not None and error is None
+             else torch.zeros_like(p).reshape(-1) for p in params]
+    buf = torch.cat([torch.tensor(head, dtype=ref.dtype, device=ref.device), *grads])
     dist.all_reduce(buf)
-    n_groups = len(groups)
-    has_grad = buf[n_groups:n_groups + len(params)] > 0
-    offset = n_groups + len(params)
-    for i, p in enumerate(params):
-        n = p.numel()
-        if bool(has_grad[i]):
-            p.grad = (buf[offset:offset + n] / d.world_size).view_as(p).clone()
-        offset += n
-    return [g for i, g in enumerate(groups) if buf[i] > 0]
-
-
-def average_metrics(d: Dist, metrics: dict[str, float]) -> dict[str, float]:
-    """The mean of every metric over the ranks (the same numbers on every rank, so that the
-    divergence monitor decides alike). Metric names must agree across ranks."""
-    if not d.enabled:
-        return metrics
-    import torch.distributed as dist
-
-    keys = sorted(metrics)
-    tag = float(zlib.crc32("\0".join(keys).encode()))
-    buf = torch.tensor([metrics[k] for k in keys] + [tag, -tag], dtype=torch.float64)
-    check = buf[-2:].clone()
-    dist.all_reduce(check, op=dist.ReduceOp.MAX)
-    if float(check[0]) != -float(check[1]):
+    n_groups, n_params, world = len(groups), len(params), d.world_size
+    total = buf[:len(head)].tolist()
+    if total[0] > 0:
+        messages = gather_objects(d, error)
+        rank, message = next((r, m) for r, m in enumerate(messages) if m is not None)
+        return SyncedStep(f"{message} (process {rank} of {world})", [], {}, {})
+    if round(world * total[2]) != round(total[1]) ** 2 \
+            or round(world * total[4]) != round(total[3]) ** 2:
         raise RuntimeError("the processes report different metrics; a method must log the "
                            "same metric names on every rank")
-    values = buf[:-2]
-    dist.all_reduce(values)
-    return {k: float(v) / d.world_size for k, v in zip(keys, values.tolist(), strict=True)}
+    had_loss = total[5:5 + n_groups]
+    has_grad = total[5 + n_groups:5 + n_groups + n_params]
+    loss_sum = total[5 + n_groups + n_params:]
+    offset = len(head)
+    for i, p in enumerate(params):
+        n = p.numel()
+        if has_grad[i] > 0:
+            p.grad = (buf[offset:offset + n] / world).view_as(p).clone()
+        offset += n
+    values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64)
+    if ref.device.type == "cuda":
+        values = values.to(ref.device)
+    work = dist.all_reduce(values, async_op=True)
+    names = list(groups)
+    return SyncedStep(
+        None,
+        [g for i, g in enumerate(names) if had_loss[i] > 0],
+        {g: loss_sum[i] / had_loss[i] for i, g in enumerate(names) if had_loss[i] > 0},
+        {}, (work, values, keys, world),
+    )
 
 
 def _free_port() -> int:

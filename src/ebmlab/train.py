@@ -34,12 +34,10 @@ from ebmlab.config import ConfigError, dump_toml
 from ebmlab.distributed import (
     SINGLE,
     Dist,
-    average_gradients,
-    average_metrics,
+    all_reduce_step,
     barrier,
     batch_share,
     broadcast_modules,
-    first_error,
     gather_objects,
     rank_device,
 )
@@ -282,20 +280,25 @@ class Trainer:
         it = self.iteration
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
-        if not self.dist.enabled:
+        error: str | None = None
+        present: list[str] = []
+        losses: dict[str, float] = {}
+        method_metrics: dict[str, float] = {}
+        try:
             out, present = self._losses_and_gradients(it)
-        else:  # a failure on one rank must reach all of them before the next collective
-            error: str | None = None
-            try:
-                out, present = self._losses_and_gradients(it)
-            except TrainingError as e:
-                error = str(e)
-            error = first_error(self.dist, error)
-            if error is not None:
-                raise TrainingError(error)
-            present = average_gradients(self.dist, self.groups, present)
-        metrics: dict[str, float] = dict(out.metrics)
-        for g in present:
+            losses = {g: float(out.losses[g].detach()) for g in present}
+            method_metrics = dict(out.metrics)
+        except TrainingError as e:
+            if not self.dist.enabled:
+                raise
+            error = str(e)  # a failure on one rank must reach all of them
+        # several processes: one all-reduce shares failures, gradients, losses and metrics
+        synced = all_reduce_step(self.dist, self.groups, present, losses, method_metrics,
+                                 error)
+        if synced.error is not None:
+            raise TrainingError(synced.error)
+        metrics: dict[str, float] = {}
+        for g in synced.present:
             params = [p for p in self.groups[g] if p.grad is not None]
             clip = self.cfg.optim_for(g).grad_clip
             norm = torch.nn.utils.clip_grad_norm_(
@@ -307,11 +310,11 @@ class Trainer:
             for pg in self.optimizers[g].param_groups:
                 pg["lr"] = lr
             self.optimizers[g].step()
-            metrics.update({f"loss_{g}": float(out.losses[g].detach()),
-                            f"grad_norm_{g}": float(norm), f"lr_{g}": lr})
-        if len(self.groups) == 1 and present:
-            metrics["loss"] = metrics[f"loss_{present[0]}"]
-        metrics = average_metrics(self.dist, metrics)
+            metrics.update({f"loss_{g}": synced.losses[g], f"grad_norm_{g}": float(norm),
+                            f"lr_{g}": lr})
+        metrics = {**synced.metrics(), **metrics}  # the method's metrics first, as logged
+        if len(self.groups) == 1 and synced.present:
+            metrics["loss"] = metrics[f"loss_{synced.present[0]}"]
         self.iteration += 1
         for k, v in metrics.items():
             if not math.isfinite(v):
