@@ -42,8 +42,8 @@ class Langevin(Sampler):
 
     Eager steps take ``∇U`` from the energy's closed form when it has one
     (:mod:`ebmlab.energies.closed_form`: no autograd graph) and draw ``ξ`` into a
-    reused buffer: about 0.94× the time of a hand-written autograd loop on a CPU MLP
-    and 0.75× on a small ConvNet (``bench/samplers.py``,
+    reused buffer: 0.87–0.94× the time of a hand-written autograd loop on a CPU MLP
+    and 0.75–0.85× on a small ConvNet over three runs (``bench/samplers.py``,
     ``docs/results/samplers_fastpath.md``).
 
     ``compile=True`` runs ``chunk`` steps at a time as one ``torch.compile``'d graph
