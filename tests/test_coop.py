@@ -302,6 +302,26 @@ def test_learning_lowers_the_exact_kl(tmp_path, preset):
 # -- config errors and the CLI ---------------------------------------------------------------
 
 
+def test_data_noise_perturbs_only_the_energys_positive_phase():
+    """``data_noise = σ``: the energy's loss is mean U(x⁺ + σξ) − mean U(x̃), ξ drawn from the
+    iteration's stream before ẑ; the negatives are those of the same stream."""
+    torch.manual_seed(0)
+    energy, g = Quadratic(torch.tensor([1.0, -1.0])), MLPGenerator(3, 2, width=8)
+    sampler = Langevin(0.05)
+    method = CoopNets(energy, g, sampler, Langevin(0.005), n_steps=4, data_noise=0.5)
+    batch = torch.randn(20, 2)
+    out = method.step(batch, torch.Generator().manual_seed(7))
+    gen = torch.Generator().manual_seed(7)
+    noisy = batch + 0.5 * torch.randn(20, 2, generator=gen)
+    z = torch.randn(20, 3, generator=gen)
+    with torch.no_grad():
+        x_tilde = sampler.run(energy, g(z), 4, generator=gen)
+    torch.testing.assert_close(out.negatives, x_tilde)
+    torch.testing.assert_close(out.losses["energy"], energy(noisy).mean() - energy(x_tilde).mean())
+    with pytest.raises(ValueError, match="data_noise must be >= 0"):
+        CoopNets(energy, g, sampler, Langevin(0.005), n_steps=4, data_noise=-1.0)
+
+
 @pytest.mark.parametrize("sets, message", [
     (["method.name=vals", "method.kl_weight=-1"], "method.kl_weight must be >= 0.0"),
     (["method.name=coopnets", "method.n_steps=0"], "method.n_steps must be >= 1"),
@@ -314,6 +334,7 @@ def test_learning_lowers_the_exact_kl(tmp_path, preset):
     (["method.name=coopnets", "samplers.inference.name=gibbs"], "samplers.inference.name"),
     (["method.name=vals", "encoder.name=vae"], "encoder.name must be one of"),
     (["method.name=vals", "encoder.widht=3"], "unknown key encoder.widht"),
+    (["method.name=vals", "method.data_noise=-0.1"], "method.data_noise must be >= 0.0"),
 ])
 def test_bad_options_are_one_line_errors(sets, message):
     with pytest.raises(ConfigError) as e:

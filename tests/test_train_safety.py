@@ -107,6 +107,25 @@ def test_divergence_rolls_back_with_lower_learning_rate_then_stops(tmp_path, cap
     assert "learning-rate factor 0.25" in err
 
 
+def test_rollbacks_to_the_same_checkpoint_keep_lowering_the_learning_rate(tmp_path, capsys):
+    """Failures after a rollback, with no checkpoint written in between (unstable learning
+    skips them), go back to the same checkpoint: the rate must still halve each time, or
+    the run replays the first rollback's steps bit for bit and fails identically."""
+    from ebmlab.train import TrainingError
+
+    cfg = load_config(RunConfig, overrides=[*TINY, "train.iterations=40", "train.ckpt_every=4",
+                                            "train.max_rollbacks=3"])
+    trainer = start_run(cfg, tmp_path / "run")
+    trainer.fit(until=4)
+    factors = []
+    for k in range(3):
+        trainer.train_step()  # a step past the checkpoint, then a failure
+        trainer._on_failure(TrainingError(f"iteration 5: planted {k}"))
+        assert trainer.iteration == 4  # back at the one checkpoint
+        factors.append(trainer.lr_factor)
+    assert factors == [0.5, 0.25, 0.125]
+
+
 # -- resume ---------------------------------------------------------------------------------
 
 

@@ -408,9 +408,13 @@ class Trainer:
                 state = None
             if state is not None:
                 rollbacks, sessions = self.rollbacks + 1, self.sessions
+                # lowered from the current factor, not the checkpoint's: a second rollback
+                # to the same checkpoint (none written in between) must not replay the
+                # first one's steps at the same rate
+                lowered = self.lr_factor * t.rollback_lr_factor
                 self.load_state(state)
                 self.rollbacks, self.sessions = rollbacks, sessions
-                self.lr_factor *= t.rollback_lr_factor
+                self.lr_factor = lowered
                 self.monitor.reset()
                 if self.dist.is_main:
                     _truncate_log(self.out / METRICS_FILE, self.iteration)

@@ -104,7 +104,7 @@ class AncestralLangevin(Method):
 
     def __init__(self, energy: nn.Module, generator: Generator, sampler: Sampler, *,
                  n_steps: int, generator_sd: float = 0.3, n_chains: int | None = None,
-                 energy_penalty: float = 0.0) -> None:
+                 energy_penalty: float = 0.0, data_noise: float = 0.0) -> None:
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
             raise ValueError(f"n_steps must be an integer >= 1 (K revision steps), got "
                              f"{n_steps!r}")
@@ -115,6 +115,9 @@ class AncestralLangevin(Method):
         self.energy, self.generator, self.sampler = energy, generator, sampler
         self.n_steps, self.generator_sd = n_steps, float(generator_sd)
         self.n_chains, self.energy_penalty = n_chains, float(energy_penalty)
+        if not data_noise >= 0:
+            raise ValueError(f"data_noise must be >= 0, got {data_noise!r}")
+        self.data_noise = float(data_noise)
 
     def latent(self, n: int, rng: torch.Generator | None = None) -> Tensor:
         """``ẑ ~ N(0, I)``, ``(n, latent_dim)``, on the generator's device and dtype."""
@@ -150,8 +153,14 @@ class AncestralLangevin(Method):
 
     def _energy_update(self, batch: Batch, rng: torch.Generator | None
                        ) -> tuple[Tensor, Tensor, Tensor, dict[str, float]]:
-        """``(ẑ, x̃, energy loss, metrics)``: ancestral Langevin negatives and Eq. (6)."""
+        """``(ẑ, x̃, energy loss, metrics)``: ancestral Langevin negatives and Eq. (6), the
+        data with ``N(0, data_noise²)`` added when ``data_noise > 0`` (as in short-run ML:
+        exactly constant pixels, the blank background of MNIST, otherwise let the
+        energy's curvature there grow without bound)."""
         x_pos = batch_x(batch)
+        if self.data_noise > 0:
+            x_pos = x_pos + self.data_noise * torch.randn(
+                x_pos.shape, generator=rng, dtype=x_pos.dtype, device=x_pos.device)
         n = self.n_chains or x_pos.shape[0]
         z_hat = self.latent(n, rng)
         with torch.no_grad():
@@ -295,6 +304,9 @@ class RevisionOptions(MethodOptions):
 @dataclass
 class CoopOptions(RevisionOptions):
     n_chains: int | None = option(None, low=1, help="negatives per iteration; default batch")
+    data_noise: float = option(0.0, low=0.0, help="σ of Gaussian noise added to the data "
+                               "in the energy's update (standardised units; smooths "
+                               "always-blank pixels)")
 
 
 @dataclass
@@ -313,7 +325,8 @@ class VALSOptions(CoopOptions):
 
 def _common(opts: CoopOptions) -> dict[str, Any]:
     return {"n_steps": opts.n_steps, "generator_sd": opts.generator_sd,
-            "n_chains": opts.n_chains, "energy_penalty": opts.energy_penalty}
+            "n_chains": opts.n_chains, "energy_penalty": opts.energy_penalty,
+            "data_noise": opts.data_noise}
 
 
 def build_coopnets(ctx: BuildContext, opts: CoopNetsOptions) -> CoopNets:
