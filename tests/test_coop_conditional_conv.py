@@ -84,3 +84,37 @@ def test_conv_generator_config_errors_are_one_line_and_write_nothing(tmp_path, s
         start_run(cfg, tmp_path / "run")
     assert message in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_short_ccoopnets_training_with_the_conv_generator_beats_the_mean_image_fill(tmp_path):
+    """300 iterations of cCoopNets (MLP energy, conv generator) on the 8×8 digits, center
+    masks only: the generator's completions of 100 held-out digits (× 4 averaged, no
+    revision) beat the mean-image fill by > 1.5 dB PSNR on the missing pixels; untrained,
+    they do not."""
+    cfg = load_config(RunConfig, overrides=[
+        "method.name=ccoopnets", "data.name=digits", "model.width=64", "model.depth=2",
+        "model.reference_sd=3", "generator.name=conv", "generator.width=16",
+        "generator.depth=2", "generator.latent_dim=4", "method.n_steps=10",
+        "method.data_noise=0.1", "method.generator_sd=0.3", "method.masks=['center']",
+        "samplers.negatives.name=mala", "samplers.negatives.step_size=0.01",
+        "samplers.negatives.adapt_steps=5", "samplers.negatives.target_accept=0.6",
+        "train.iterations=1000", "train.batch_size=50", "train.lr=1e-3", "train.beta1=0.5",
+        "train.lr_schedule=constant", "train.progress=false", "train.plot_every=0",
+        "train.quality_samples=0", "train.longrun_factor=1", "train.seed=0"])
+    trainer = start_run(cfg, tmp_path / "run")
+    data = trainer.data
+    train = data.to_data_space(data.train).cpu()
+    test = data.to_data_space(data.test).cpu()[:100]
+    mask = ip.named_mask("center", data.shape, len(test), seed=0)
+    r = ip.data_range(train)
+
+    def psnr() -> float:
+        fill = ip.complete_images(trainer.method, data, test, mask, samples=4, n_steps=0)
+        return ip.score(fill, test, mask, r)["psnr_missing"]
+
+    mean_fill = ip.score(ip.mean_fill(train, test, mask), test, mask, r)["psnr_missing"]
+    before = psnr()
+    trainer.fit(until=300)
+    after = psnr()
+    assert before < mean_fill + 0.5, (mean_fill, before)
+    assert after > mean_fill + 1.5, (mean_fill, before, after)
