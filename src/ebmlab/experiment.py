@@ -57,7 +57,11 @@ from ebmlab.generators import (
     MLPEncoder,
     MLPGenerator,
 )
-from ebmlab.generators.conditional import ConditionalMLPGenerator
+from ebmlab.generators.conditional import (
+    ConditionalConvGenerator,
+    ConditionalGenerator,
+    ConditionalMLPGenerator,
+)
 from ebmlab.methods import METHODS, Method, MethodOptions, method_spec
 from ebmlab.samplers import Sampler, make_sampler
 
@@ -164,14 +168,17 @@ class ModelConfig:
 
 @dataclass
 class GeneratorConfig:
-    name: str = option("mlp", choices=["mlp", "deconv", "flow"],
+    name: str = option("mlp", choices=["mlp", "deconv", "flow", "conv"],
                        help="generator network (deconv: image data; flow: a spline flow with "
-                       "an exact density, vector data, needs the extra ebmlab[flow])")
+                       "an exact density, vector data, needs the extra ebmlab[flow]; conv: "
+                       "the conditional methods' U-Net g(z, c, m), image data)")
     latent_dim: int = option(16, low=1, help="dimension of the noise ξ ~ N(0, I) (flow: "
-                             "unused, the data's dimension)", applies=("name", ["mlp", "deconv"]))
-    width: int = option(128, low=1, help="hidden width (mlp, flow) / channels (deconv)")
-    depth: int = option(2, low=1, help="mlp, flow: hidden layers",
-                        applies=("name", ["mlp", "flow"]))
+                             "unused, the data's dimension)",
+                             applies=("name", ["mlp", "deconv", "conv"]))
+    width: int = option(128, low=1, help="hidden width (mlp, flow) / channels (deconv; conv: "
+                        "of the first level, doubling per level)")
+    depth: int = option(2, low=1, help="mlp, flow: hidden layers; conv: levels of the U-Net "
+                        "(each halves H and W)", applies=("name", ["mlp", "flow", "conv"]))
     transforms: int = option(4, low=1, help="flow: coupling layers", applies=("name", ["flow"]))
     bins: int = option(8, low=1, help="flow: spline bins per coordinate",
                        applies=("name", ["flow"]))
@@ -661,6 +668,10 @@ def build_generator(cfg: GeneratorConfig, data: Data) -> Generator:
                 raise ConfigError("generator.name = 'deconv' needs image data "
                                   "(data.name = digits, ...)")
             return DeconvGenerator(cfg.latent_dim, data.image_shape, channels=cfg.width)
+        if cfg.name == "conv":
+            raise ConfigError("generator.name = 'conv' is the conditional generator g(z, c, m) "
+                              "of the conditional methods (ccoopnets, cvals); use 'deconv' "
+                              "for an image generator g(z)")
         if cfg.name == "flow":
             if data.image_shape is not None or len(data.shape) != 1:
                 raise ConfigError("generator.name = 'flow' needs vector data (not images)")
@@ -675,13 +686,23 @@ def build_generator(cfg: GeneratorConfig, data: Data) -> Generator:
         raise ConfigError(f"[generator] {e}") from None
 
 
-def build_conditional_generator(cfg: GeneratorConfig, data: Data) -> ConditionalMLPGenerator:
-    """``g(z, c, m)`` of the conditional methods (an MLP on the latent, the masked image and
-    the mask)."""
-    if cfg.name != "mlp":
+def build_conditional_generator(cfg: GeneratorConfig, data: Data) -> ConditionalGenerator:
+    """``g(z, c, m)`` of the conditional methods: an MLP on the latent, the masked image and
+    the mask (``mlp``), or a U-Net on their stacked channels (``conv``, images)."""
+    if cfg.name not in ("mlp", "conv"):
         raise ConfigError(f"generator.name = {cfg.name!r}: the conditional methods "
-                          "(ccoopnets, cvals) take generator.name = 'mlp'")
-    return ConditionalMLPGenerator(cfg.latent_dim, data.shape, width=cfg.width, depth=cfg.depth)
+                          "(ccoopnets, cvals) take generator.name = 'mlp' or 'conv'")
+    if cfg.name == "mlp":
+        return ConditionalMLPGenerator(cfg.latent_dim, data.shape, width=cfg.width,
+                                       depth=cfg.depth)
+    if data.image_shape is None:
+        raise ConfigError("generator.name = 'conv' needs image data (data.name = digits, "
+                          "mnist, ...)")
+    try:
+        return ConditionalConvGenerator(cfg.latent_dim, data.image_shape, width=cfg.width,
+                                        depth=cfg.depth)
+    except ValueError as e:
+        raise ConfigError(f"[generator] {e}") from None
 
 
 def build_encoder(cfg: EncoderConfig, data: Data, latent_dim: int, stacked: int = 1
@@ -735,7 +756,7 @@ class BuildContext:
         return build_conditional_energy(self.cfg.model, self.data).to(
             self.data.train.device, self.data.train.dtype)
 
-    def conditional_generator(self) -> ConditionalMLPGenerator:
+    def conditional_generator(self) -> ConditionalGenerator:
         """``g(z, c, m)`` from [generator] (:func:`build_conditional_generator`)."""
         assert self.cfg.generator is not None, "the method did not declare sections=('generator',)"
         return build_conditional_generator(self.cfg.generator, self.data).to(

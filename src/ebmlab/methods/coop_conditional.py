@@ -9,9 +9,10 @@ masked image ``c = x ⊙ (1 − m)`` (missing pixels 0, the data mean in standar
 * the energy ``U(x | c, m) = f([x, c, m]) + ‖x‖²/(2σ_ref²)``
   (:class:`~ebmlab.energies.conditional.ConditionalEnergy`; ``[model]`` network on the
   stacked channels / features);
-* the generator ``g(z, c, m)`` (:class:`~ebmlab.generators.conditional.ConditionalMLPGenerator`,
-  ``[generator]``); cVALS' encoder ``π_β(z | x, c, m)`` is the ``[encoder]`` network on
-  ``[x, c, m]``.
+* the generator ``g(z, c, m)`` (``[generator]``: ``mlp``,
+  :class:`~ebmlab.generators.conditional.ConditionalMLPGenerator`, or ``conv``, the U-Net
+  :class:`~ebmlab.generators.conditional.ConditionalConvGenerator`); cVALS' encoder
+  ``π_β(z | x, c, m)`` is the ``[encoder]`` network on ``[x, c, m]``.
 
 Every iteration draws a mask per data image (kinds ``method.masks``, uniformly; the
 built-in masks of :func:`ebmlab.inpaint.named_mask`, fresh pixels for ``random:P`` at
@@ -56,7 +57,7 @@ from torch import Tensor
 
 from ebmlab.config import option
 from ebmlab.energies.conditional import ConditionalEnergy, Conditioned, stack_condition
-from ebmlab.generators.conditional import BoundGenerator, ConditionalMLPGenerator
+from ebmlab.generators.conditional import BoundGenerator, ConditionalGenerator
 from ebmlab.generators.encoder import GaussianEncoder, kl_standard_normal
 from ebmlab.inpaint import is_mask_name, named_mask
 from ebmlab.methods.base import Batch, StepOutput, batch_x, contrastive_loss
@@ -134,7 +135,7 @@ class ConditionalAncestralLangevin(AncestralLangevin):
     energy update, completion; model samples given nothing observed."""
 
     energy: ConditionalEnergy
-    generator: ConditionalMLPGenerator
+    generator: ConditionalGenerator
     masks: tuple[str, ...]
     data_noise: float
 
@@ -212,7 +213,7 @@ class ConditionalCoopNets(ConditionalAncestralLangevin, CoopNets):
 
     name = "ccoopnets"
 
-    def __init__(self, energy: ConditionalEnergy, generator: ConditionalMLPGenerator,
+    def __init__(self, energy: ConditionalEnergy, generator: ConditionalGenerator,
                  sampler: Sampler, inference: Sampler, *, n_steps: int,
                  masks: list[str] | None = None, data_noise: float = 0.0,
                  inference_steps: int = 0,
@@ -238,7 +239,7 @@ class ConditionalVALS(ConditionalAncestralLangevin, VALS):
 
     name = "cvals"
 
-    def __init__(self, energy: ConditionalEnergy, generator: ConditionalMLPGenerator,
+    def __init__(self, energy: ConditionalEnergy, generator: ConditionalGenerator,
                  encoder: GaussianEncoder, sampler: Sampler, *, n_steps: int,
                  masks: list[str] | None = None, data_noise: float = 0.0,
                  kl_weight: float = 1.0,
