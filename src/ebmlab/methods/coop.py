@@ -151,16 +151,21 @@ class AncestralLangevin(Method):
         metrics["revision"] = float(_flat_sq(x_tilde, x_hat).sqrt().mean())
         return x_tilde, metrics
 
+    def noisy_data(self, batch: Batch, rng: torch.Generator | None) -> Tensor:
+        """The batch's data, plus ``N(0, data_noise²)`` when ``data_noise > 0``."""
+        x = batch_x(batch)
+        if self.data_noise > 0:
+            x = x + self.data_noise * torch.randn(x.shape, generator=rng, dtype=x.dtype,
+                                                  device=x.device)
+        return x
+
     def _energy_update(self, batch: Batch, rng: torch.Generator | None
                        ) -> tuple[Tensor, Tensor, Tensor, dict[str, float]]:
         """``(ẑ, x̃, energy loss, metrics)``: ancestral Langevin negatives and Eq. (6), the
         data with ``N(0, data_noise²)`` added when ``data_noise > 0`` (as in short-run ML:
         exactly constant pixels, the blank background of MNIST, otherwise let the
         energy's curvature there grow without bound)."""
-        x_pos = batch_x(batch)
-        if self.data_noise > 0:
-            x_pos = x_pos + self.data_noise * torch.randn(
-                x_pos.shape, generator=rng, dtype=x_pos.dtype, device=x_pos.device)
+        x_pos = self.noisy_data(batch, rng)
         n = self.n_chains or x_pos.shape[0]
         z_hat = self.latent(n, rng)
         with torch.no_grad():

@@ -60,7 +60,7 @@ from ebmlab.energies.conditional import ConditionalEnergy, Conditioned, stack_co
 from ebmlab.generators.conditional import BoundGenerator, ConditionalGenerator
 from ebmlab.generators.encoder import GaussianEncoder, kl_standard_normal
 from ebmlab.inpaint import is_mask_name, named_mask
-from ebmlab.methods.base import Batch, StepOutput, batch_x, contrastive_loss
+from ebmlab.methods.base import Batch, StepOutput, contrastive_loss
 from ebmlab.methods.coop import (
     INFERENCE,
     REVISION,
@@ -137,12 +137,8 @@ class ConditionalAncestralLangevin(AncestralLangevin):
     energy: ConditionalEnergy
     generator: ConditionalGenerator
     masks: tuple[str, ...]
-    data_noise: float
 
-    def _set_conditional(self, masks: list[str] | None, data_noise: float) -> None:
-        if not data_noise >= 0:
-            raise ValueError(f"data_noise must be >= 0, got {data_noise!r}")
-        self.data_noise = float(data_noise)
+    def _set_masks(self, masks: list[str] | None) -> None:
         shape = self.generator.output_shape
         self.masks = check_mask_kinds(default_masks(shape) if masks is None else masks, shape)
 
@@ -156,10 +152,7 @@ class ConditionalAncestralLangevin(AncestralLangevin):
                             ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, dict[str, float]]:
         """``(ẑ, c, m, x̃, energy loss, metrics)``: masked pairs of the batch, the revision of
         ``g(ẑ, c, m)`` over the missing pixels and Eq. (6) given the condition."""
-        x_pos = batch_x(batch)
-        if self.data_noise > 0:
-            x_pos = x_pos + self.data_noise * torch.randn(
-                x_pos.shape, generator=rng, dtype=x_pos.dtype, device=x_pos.device)
+        x_pos = self.noisy_data(batch, rng)
         mask = draw_masks(self.masks, tuple(x_pos.shape[1:]), x_pos.shape[0], rng,
                           x_pos.device)
         c, m = masked_pairs(x_pos, mask)
@@ -219,8 +212,8 @@ class ConditionalCoopNets(ConditionalAncestralLangevin, CoopNets):
                  inference_steps: int = 0,
                  **kwargs: Any) -> None:
         super().__init__(energy, generator, sampler, inference, n_steps=n_steps,
-                         inference_steps=inference_steps, **kwargs)
-        self._set_conditional(masks, data_noise)
+                         inference_steps=inference_steps, data_noise=data_noise, **kwargs)
+        self._set_masks(masks)
 
     def step(self, batch: Batch, rng: torch.Generator | None = None) -> StepOutput:
         z_hat, c, m, x_tilde, loss_energy, metrics = self._conditional_update(batch, rng)
@@ -245,8 +238,8 @@ class ConditionalVALS(ConditionalAncestralLangevin, VALS):
                  kl_weight: float = 1.0,
                  **kwargs: Any) -> None:
         super().__init__(energy, generator, encoder, sampler, n_steps=n_steps,
-                         kl_weight=kl_weight, **kwargs)
-        self._set_conditional(masks, data_noise)
+                         kl_weight=kl_weight, data_noise=data_noise, **kwargs)
+        self._set_masks(masks)
 
     def cvae_loss(self, x: Tensor, c: Tensor, m: Tensor, rng: torch.Generator | None = None
                   ) -> tuple[Tensor, Tensor, Tensor]:
